@@ -1,0 +1,19 @@
+"""Networks only: builder functions that return ordinary `keras.Model`s.
+
+No file I/O, no datasets, no CLI. Every builder is registered by its own name:
+
+    import applications
+    model = applications.get("resnet20")(input_shape=(32, 32, 3), num_classes=10)
+"""
+
+from applications.registry import get
+from applications.registry import names
+from applications.registry import register
+
+# Family modules register their builders on import.
+from applications import alexnet  # noqa: E402,F401
+from applications import vgg  # noqa: E402,F401
+from applications import inception  # noqa: E402,F401
+from applications import resnet  # noqa: E402,F401
+from applications import densenet  # noqa: E402,F401
+from applications import xception  # noqa: E402,F401

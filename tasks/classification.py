@@ -1,0 +1,336 @@
+"""Image classification: registry CNNs on image folders, IDX files or TFDS, against the majority class.
+
+Usage:
+    python -m tasks.classification train                                   # demo: scikit-learn digits
+    python -m tasks.classification train --data ../shared/data/mnist --epochs 5
+    python -m tasks.classification train --data ../shared/data/cifar10_jpg --model resnet20 \
+        --flip --crop-padding 4 --optimizer sgd --learning-rate 0.1 --weight-decay 5e-4
+    python -m tasks.classification evaluate                                # the same flags find the run
+    python -m tasks.classification predict photo.jpg digit.png             # latest saved_models/classification
+    python -m tasks.classification export --export-format onnx
+
+Data: a folder of class folders (or train/ and test/ of them), a .tar.gz of that layout or a folder
+of such archives, MNIST-style IDX files, `tfds:NAME`, or `demo`. Model: a key of the applications
+registry. Loss: cross-entropy (label smoothing optional). Algorithm: any Keras optimizer with a
+schedule and the regularizers of `tasks.core.augment`. Baseline: the majority class.
+"""
+
+import dataclasses
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import applications
+from tasks.core import augment
+from tasks.core import cli
+from tasks.core import data as data_lib
+from tasks.core import export
+from tasks.core import plots
+from tasks.core import runner
+from tasks.core import training
+from tasks.core.config import TrainConfig
+from tasks.core.config import option
+from tasks.core.errors import UserError
+from tasks.data import images as image_readers
+
+
+@dataclasses.dataclass
+class Config(TrainConfig, augment.AugmentConfig):
+    model: str = option("resnet20", "A key of the applications registry (see applications.names()).")
+    image_size: int = option(0, "Resize images to this side (0: the data's own size).", minimum=0)
+    channels: int = option(0, "Image channels, 1 or 3 (0: from the data).", choices=[0, 1, 3])
+    test_fraction: float = option(
+        0.2, "Share held out as the test split when the data has none.", minimum=0.0
+    )
+
+
+# === Data ===
+
+
+def read_source(config):
+    """The config's data as uint8 arrays: `ImageData(splits, class_names, skipped)`."""
+    kind, value = data_lib.source(config.data)
+    size = config.image_size or None
+    channels = config.channels or None
+    if kind == "demo":
+        found = image_readers.demo_digits()
+    elif kind == "tfds":
+        found = read_tfds(value)
+    else:
+        return image_readers.read_images(value, image_size=size, channels=channels, skip_bad=config.skip_bad)
+    splits = {name: (conform(x, size, channels), y) for name, (x, y) in found.splits.items()}
+    return dataclasses.replace(found, splits=splits)
+
+
+def read_tfds(name):
+    """A TFDS image-classification dataset, materialized as uint8 arrays (small datasets)."""
+    splits, info = data_lib.tfds_splits(name)
+    arrays = {}
+    for split, dataset in splits.items():
+        images, labels = zip(*((np.asarray(x), int(y)) for x, y in dataset.as_numpy_iterator()))
+        shapes = {image.shape for image in images}
+        if len(shapes) > 1:
+            target = max(shapes, key=[image.shape for image in images].count)
+            images = [conform(image[None], target[:2], target[2])[0] for image in images]
+        arrays[split] = (np.stack(images).astype(np.uint8), np.asarray(labels, np.int32))
+    label_feature = info.features[info.supervised_keys[1]]
+    return image_readers.ImageData(splits=arrays, class_names=list(label_feature.names), skipped=[])
+
+
+def conform(images, size, channels):
+    """Resizes (N, H, W, C) uint8 images to `size` and converts them to `channels`."""
+    if size is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if images.shape[1:3] != size:
+            images = tf.image.resize(images, size, antialias=True)
+            images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8).numpy()
+    if channels == 3 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    elif channels == 1 and images.shape[-1] == 3:
+        images = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(images, tf.float32))), tf.uint8).numpy()
+    return images
+
+
+def split_test(x, y, config):
+    """Holds out a test split when the data has none.
+
+    Files in their own order (IDX, TFDS) keep it: the last `test_fraction` is the test split
+    (MNIST here: first 8,000 / last 2,000). Class-folder trees list examples class by class, so
+    they are held out at random, per class.
+    """
+    if np.all(np.diff(y) >= 0):
+        keep, held = data_lib.split_indices(y, config.test_fraction, config.seed)
+    else:
+        cut = len(y) - int(round(config.test_fraction * len(y)))
+        keep, held = np.arange(cut), np.arange(cut, len(y))
+    return (x[keep], y[keep]), (x[held], y[held])
+
+
+def make_dataset(x, y, num_classes, config, training_split=False):
+    """uint8 arrays → float32 pixels in [0, 255] and one-hot labels, batched and prefetched."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+
+    def to_float(image, label):
+        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
+
+    dataset = dataset.map(to_float, num_parallel_calls=data_lib.AUTOTUNE)
+    return data_lib.finalize(
+        dataset,
+        config.batch_size,
+        shuffle=training_split,
+        seed=config.seed,
+        cache=False,  # already in memory as arrays
+        augment=augment.example_map(config, config.seed) if training_split else None,
+        batch_map=augment.batch_map(config, config.seed) if training_split else None,
+    )
+
+
+def load_data(config):
+    """Train / validation / test datasets and the facts the model needs."""
+    found = read_source(config)
+    class_names = list(found.class_names)
+    if len(class_names) < 2:
+        raise UserError(f"--data {config.data}: classification needs at least 2 classes, found {len(class_names)}.")
+    train_x, train_y = found.splits["train"]
+    if "test" in found.splits:
+        test_x, test_y = found.splits["test"]
+    else:
+        (train_x, train_y), (test_x, test_y) = split_test(train_x, train_y, config)
+    if "validation" in found.splits:
+        val_x, val_y = found.splits["validation"]
+    else:
+        keep, held = data_lib.split_indices(train_y, config.validation_fraction, config.seed + 1)
+        (train_x, train_y), (val_x, val_y) = (train_x[keep], train_y[keep]), (train_x[held], train_y[held])
+    if len(train_y) == 0 or len(test_y) == 0:
+        raise UserError(f"--data {config.data}: too few images to make train and test splits.")
+    num_classes = len(class_names)
+    pixels = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64)
+    info = {
+        "class_names": class_names,
+        "image_shape": list(train_x.shape[1:]),
+        "num_classes": num_classes,
+        "mean": pixels.mean(axis=0).tolist(),
+        "variance": np.maximum(pixels.var(axis=0), 1e-6).tolist(),
+        "num_train": int(len(train_y)),
+        "num_validation": int(len(val_y)),
+        "num_test": int(len(test_y)),
+        "train_counts": np.bincount(train_y, minlength=num_classes).tolist(),
+        "skipped": [f"{where}: {reason}" for where, reason in found.skipped],
+    }
+    if found.skipped and config.verbose:
+        print(f"Skipped {len(found.skipped)} bad record(s) (--skip-bad), e.g. {info['skipped'][0]}")
+    return data_lib.Data(
+        train=make_dataset(train_x, train_y, num_classes, config, training_split=True),
+        validation=make_dataset(val_x, val_y, num_classes, config) if len(val_y) else None,
+        test=make_dataset(test_x, test_y, num_classes, config),
+        info=info,
+    )
+
+
+# === Model ===
+
+
+def build_model(config, info):
+    """Normalization + a registry network, compiled with the config's loss and optimizer."""
+    try:
+        builder = applications.get(config.model)
+    except ValueError as error:
+        raise UserError(f"--model: {error}")
+    shape = tuple(info["image_shape"])
+    inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
+    x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
+    network = builder(
+        input_shape=shape,
+        num_classes=info["num_classes"],
+        classifier_activation=None,
+        dropout_rate=config.dropout_rate,
+    )
+    model = keras.Model(inputs, network(x), name=f"{config.model}_classifier")
+    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if info["num_classes"] >= 10:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+    model.compile(
+        optimizer=training.optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+        metrics=metrics,
+    )
+    return model
+
+
+# === Baseline and evaluation ===
+
+
+def test_labels(data):
+    return np.concatenate([np.argmax(y, axis=-1) for _, y in data.test.as_numpy_iterator()])
+
+
+def baseline(config, data):
+    """Always answer the training split's most frequent class(es); loss of the class prior."""
+    counts = np.asarray(data.info["train_counts"], np.float64)
+    prior = counts / counts.sum()
+    labels = test_labels(data)
+    result = {
+        "accuracy": float(np.mean(labels == np.argmax(counts))),
+        "loss": float(-np.mean(np.log(np.maximum(prior[labels], 1e-12)))),
+        "name": "majority class",
+    }
+    if data.info["num_classes"] >= 10:
+        top5 = np.argsort(-counts)[:5]
+        result["top5"] = float(np.mean(np.isin(labels, top5)))
+    return result
+
+
+def evaluate(model, data, config, plots_dir=None):
+    """Accuracy, top-5, per-class accuracy and cross-entropy on the test split; confusion matrix PNG."""
+    logits = model.predict(data.test.map(lambda x, y: x), verbose=0)
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+    labels = test_labels(data)
+    predicted = np.argmax(probabilities, axis=-1)
+    names = data.info["class_names"]
+    num_classes = len(names)
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    result = {
+        "accuracy": float(np.mean(predicted == labels)),
+        "loss": float(-np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-12)))),
+    }
+    if num_classes >= 10:
+        top5 = np.argsort(-probabilities, axis=-1)[:, :5]
+        result["top5"] = float(np.mean((top5 == labels[:, None]).any(axis=-1)))
+    result["per_class_accuracy"] = {name: float(value) for name, value in zip(names, per_class)}
+    if plots_dir is not None:
+        plots.confusion_matrix(matrix, names, pathlib.Path(plots_dir) / "confusion_matrix.png")
+    return result
+
+
+# === Export and predict ===
+
+
+def serving(model, info):
+    """`serving_default`: encoded image bytes → labels; `classify_images`: uint8 tensors → labels."""
+    height, width, channels = info["image_shape"]
+    names = tf.constant(info["class_names"])
+
+    def finish(images):
+        probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "label": tf.gather(names, class_id),
+            "score": tf.reduce_max(probabilities, axis=-1),
+        }
+
+    def resize(images):  # (B, H', W', C) uint8 → (B, H, W, C) float32 in [0, 255]
+        images = tf.cast(images, tf.float32)
+        return tf.image.resize(images, (height, width), antialias=True)
+
+    def decode(encoded):
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        return resize(image[None])[0]
+
+    def from_bytes(image_bytes):
+        images = tf.map_fn(
+            decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32)
+        )
+        return finish(images)
+
+    def from_uint8(images):
+        return finish(resize(images))
+
+    example = np.zeros((2, height, width, channels), np.uint8)
+    example[1] = 200
+    encoded = [tf.io.encode_png(image).numpy() for image in example]
+    return [
+        export.Endpoint(
+            "serving_default", from_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")], [np.array(encoded)]
+        ),
+        export.Endpoint(
+            "classify_images",
+            from_uint8,
+            [tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")],
+            [example],
+        ),
+    ]
+
+
+def predict(inputs, model_path, output_dir="predictions"):
+    """Runs the exported SavedModel on image files; prints one line each and draws a grid."""
+    path = export.latest(model_path)
+    loaded = tf.saved_model.load(str(path))
+    classify = loaded.signatures["serving_default"]
+    shown, titles = [], []
+    for name in inputs:
+        file = pathlib.Path(name)
+        if not file.is_file():
+            raise UserError(f"{name}: no such image file.")
+        encoded = file.read_bytes()
+        try:
+            out = classify(image_bytes=tf.constant([encoded]))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            raise UserError(f"{name}: cannot decode it as an image (JPEG, PNG, GIF or BMP).")
+        label = out["label"].numpy()[0].decode()
+        score = float(out["score"].numpy()[0])
+        print(f"{name}\t{label}\t{score:.4f}")
+        shown.append(tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy())
+        titles.append(f"{label} {score:.2f}")
+    if shown:
+        side = max(image.shape[0] for image in shown)
+        grid = [conform(image[None], side, 3)[0] for image in shown]
+        pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)
+        plots.image_grid(grid, titles, pathlib.Path(output_dir) / "classification.png")
+    return path
+
+
+def train(config, fresh=False):
+    """The whole job: data → model → fit → evaluate + baseline → export. Returns the model."""
+    return runner.train(sys.modules[__name__], config, fresh=fresh)
+
+
+if __name__ == "__main__":
+    cli.main(sys.modules[__name__])

@@ -1,0 +1,110 @@
+"""The job every task runs, written once: data → model → fit → evaluate + baseline → export.
+
+A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evaluate`, `serving`
+(and `predict`); `train(config)` in the module is `runner.train(<module>, config)`.
+"""
+
+import json
+
+import keras
+
+from tasks.core import config as config_lib
+from tasks.core import export as export_lib
+from tasks.core import plots
+from tasks.core import training
+from tasks.core.runs import Run
+from tasks.core.runs import write_atomic
+
+
+def task_name(module):
+    return module.__name__.rsplit(".", 1)[-1]
+
+
+def train(module, config, fresh=False):
+    """Trains, evaluates beside the baseline, writes the run and the export; returns the model."""
+    config_lib.validate(config)
+    task = task_name(module)
+    run = Run.for_config(task, config)
+    if run.complete and not fresh:
+        say(config, f"Run {run.path} is already complete; pass --fresh to train it again.")
+        report(run.read_metrics(), config)
+        return keras.saving.load_model(run.model_file)
+    strategy = training.setup(config)
+    run.start(config, fresh=fresh)
+    data = module.load_data(config)
+    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
+    with strategy.scope():
+        model = module.build_model(config, data.info)
+    extra = module.callbacks(config, data, run) if hasattr(module, "callbacks") else ()
+    stats = training.fit(model, data, config, run, extra_callbacks=extra)
+    model.save(run.model_file)
+    plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
+    record = measure(module, model, data, config, run, stats)
+    path = export(module, model, data.info, config, run)
+    say(config, f"Exported {path}")
+    return model
+
+
+def measure(module, model, data, config, run, stats=None):
+    """Evaluates the model and the baseline on the test split; writes and prints metrics.json."""
+    record = {
+        "task": task_name(module),
+        "data": config.data,
+        "metrics": module.evaluate(model, data, config, run.plots_dir),
+        "baseline": module.baseline(config, data),
+    }
+    previous = run.read_metrics() if run.metrics_file.is_file() else {}
+    for key in ("train_seconds", "examples_per_second", "epochs"):
+        record[key] = (stats or previous).get(key)
+    record["config"] = config_lib.to_dict(config)
+    run.write_metrics(record)
+    report(record, config)
+    return record
+
+
+def export(module, model, info, config, run):
+    """Writes `saved_models/<task>/<N>/` from the task's serving endpoints."""
+    assets = {
+        "config.yaml": config_lib.to_yaml(config),
+        "info.json": json.dumps(info, indent=2) + "\n",
+    }
+    if info.get("class_names"):
+        assets["labels.txt"] = "\n".join(info["class_names"]) + "\n"
+    if run.metrics_file.is_file():
+        assets["metrics.json"] = run.metrics_file.read_text()
+    return export_lib.write(
+        task_name(module),
+        model,
+        module.serving(model, info),
+        assets,
+        export_dir=config.export_dir,
+        extra_format=config.export_format,
+    )
+
+
+def load_run(module, config):
+    """The finished run's model and saved facts, for `evaluate` and `export`."""
+    run = Run.for_config(task_name(module), config)
+    model = keras.saving.load_model(run.require_model())
+    info = json.loads((run.path / "info.json").read_text())
+    return run, model, info
+
+
+def report(record, config):
+    """Prints each metric beside its baseline, one line each."""
+    if not config.verbose:
+        return
+    metrics, baseline = record["metrics"], record["baseline"]
+    print(f"\n{record['task']} on {record['data']} — test split")
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)):
+            base = baseline.get(key)
+            beside = f"   baseline {base:.4f}" if isinstance(base, (int, float)) else ""
+            print(f"  {key:<24} {value:.4f}{beside}")
+    if record.get("examples_per_second"):
+        print(f"  {'train examples/s':<24} {record['examples_per_second']:.1f}")
+
+
+def say(config, message):
+    if config.verbose:
+        print(message)

@@ -1,0 +1,266 @@
+"""Training: precision and strategy, optimizer and schedule, the standard callbacks, and `fit`.
+
+    strategy = training.setup(config)           # seeds, dtype policy, tf.distribute strategy
+    with strategy.scope():
+        model = build_model(config, info)       # compiled with training.optimizer(config, steps)
+    history = training.fit(model, data, config, run)
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.core.errors import TrainingDiverged
+from tasks.core.errors import UserError
+
+# === Precision and strategy ===
+
+
+def setup(config):
+    """Seeds everything, sets the dtype policy and returns the distribution strategy."""
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    return strategy(config.strategy)
+
+
+def strategy(name):
+    """`default`: one device. `mirrored`: every GPU, or the CPU split into two logical devices.
+
+    `multi_worker` is the seam for `tf.distribute.MultiWorkerMirroredStrategy`: Keras 3.15 `fit`
+    fails under it (keras-team/keras#20585), so it needs its own training loop.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            # Two logical CPUs give two replicas; only possible before TF initializes its devices.
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+            )
+        except RuntimeError:
+            pass
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        raise UserError(
+            "--strategy multi_worker is not available yet: Keras 3.15 fit fails under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use default or mirrored."
+        )
+    raise UserError(f"--strategy must be default, mirrored or multi_worker. Received: {name!r}")
+
+
+# === Optimizer and schedule ===
+
+
+@keras.saving.register_keras_serializable(package="tasks")
+class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
+    """A per-step learning rate: linear warmup, then a constant, cosine, one-cycle or step decay.
+
+    Args:
+        peak: float. The learning rate at the end of warmup.
+        total_steps: int. Steps in the whole run.
+        warmup_steps: int. Steps of linear warmup from `peak / 25`. Defaults to 0.
+        shape: str. `constant`, `cosine` (to 0), `onecycle` (linear to `peak / 1e4`; warmup
+            defaults to 25 % of the run) or `step` (x0.1 at 50 % and 75 %). Defaults to "cosine".
+    """
+
+    def __init__(self, peak, total_steps, warmup_steps=0, shape="cosine"):
+        self.peak = float(peak)
+        self.total_steps = int(max(total_steps, 1))
+        self.warmup_steps = int(warmup_steps)
+        self.shape = shape
+        if shape == "onecycle" and not warmup_steps:
+            self.warmup_steps = int(0.25 * self.total_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        peak = tf.constant(self.peak, tf.float32)
+        warmup = float(max(self.warmup_steps, 1))
+        start = peak / 25.0
+        warm = start + (peak - start) * tf.minimum(step / warmup, 1.0)
+        decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
+        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        if self.shape == "cosine":
+            after = 0.5 * peak * (1.0 + tf.cos(math.pi * progress))
+        elif self.shape == "onecycle":
+            after = peak + (peak / 1e4 - peak) * progress
+        elif self.shape == "step":
+            after = peak * tf.pow(0.1, tf.cast(progress >= 0.5, tf.float32) + tf.cast(progress >= 0.75, tf.float32))
+        else:
+            after = peak
+        if self.warmup_steps == 0:
+            return after
+        return tf.where(step < self.warmup_steps, warm, after)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "shape": self.shape,
+        }
+
+
+def optimizer(config, steps_per_epoch):
+    """The config's optimizer with its schedule over `config.epochs * steps_per_epoch` steps."""
+    total = config.epochs * steps_per_epoch
+    rate = LearningRateCurve(
+        config.learning_rate,
+        total_steps=total,
+        warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+        shape=config.schedule,
+    )
+    kwargs = {"learning_rate": rate}
+    if config.weight_decay:
+        kwargs["weight_decay"] = config.weight_decay
+    if config.optimizer == "sgd":
+        kwargs.update(momentum=config.momentum, nesterov=config.nesterov)
+    elif config.optimizer == "rmsprop":
+        kwargs.update(momentum=config.momentum)
+    return keras.optimizers.get({"class_name": config.optimizer, "config": kwargs})
+
+
+# === Callbacks ===
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the current `learning_rate` to each epoch's logs (history.csv, TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training examples per second, from each epoch's start to its last training batch."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_train_begin(self, logs=None):
+        self.epoch_rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batches:
+            self.epoch_rates.append(self.batches * self.batch_size / (self.last - self.started))
+
+    @property
+    def examples_per_second(self):
+        # The first epoch includes tracing; report the median of the others when there are any.
+        rates = self.epoch_rates[1:] or self.epoch_rates
+        return float(np.median(rates)) if rates else 0.0
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss and remembers where, so `fit` can fail clearly."""
+
+    def on_train_begin(self, logs=None):
+        self.where = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.where = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+def callbacks(run, config, has_validation, extra=()):
+    """The standard callbacks, in the order they must run at each epoch's end."""
+    monitor = "val_loss" if has_validation else "loss"
+    result = [
+        LearningRateLogger(),
+        StopOnNaN(),
+        Throughput(config.batch_size),
+        # Before the CSV log: a row is only written for an epoch whose state is backed up.
+        keras.callbacks.BackupAndRestore(str(run.backup_dir)),
+        keras.callbacks.ModelCheckpoint(str(run.best_file), monitor=monitor, save_best_only=True),
+        keras.callbacks.CSVLogger(str(run.history_file), append=True),
+        keras.callbacks.TensorBoard(str(run.logs_dir)),
+    ]
+    if config.patience:
+        result.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=config.patience, restore_best_weights=True
+            )
+        )
+    return result + list(extra)
+
+
+# === Fit ===
+
+
+def fit(model, data, config, run, extra_callbacks=()):
+    """Trains with the standard callbacks; resumes a killed run; raises on a NaN loss.
+
+    Returns:
+        A dict with `epochs` (run in total), `train_seconds` and `examples_per_second`.
+    """
+    has_validation = data.validation is not None
+    standard = callbacks(run, config, has_validation, extra_callbacks)
+    resume = run.resume_epoch()
+    if resume is not None and config.verbose:
+        print(f"Resuming {run.path} at epoch {resume + 1} of {config.epochs}.")
+    verbose = config.verbose
+    if verbose == 1 and not os.isatty(1):
+        verbose = 2  # one line per epoch in logs and CI
+    started = time.perf_counter()
+    model.fit(
+        data.train,
+        validation_data=data.validation,
+        epochs=config.epochs,
+        callbacks=standard,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    nan = next(callback for callback in standard if isinstance(callback, StopOnNaN))
+    if nan.where:
+        epoch, batch = nan.where
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite at epoch {epoch}, batch {batch}; "
+            f"nothing was exported. Lower --learning-rate (now {config.learning_rate}) or add warmup."
+        )
+    meter = next(callback for callback in standard if isinstance(callback, Throughput))
+    return {
+        "epochs": len(history_rows(run)),
+        "train_seconds": round(seconds, 2),
+        "examples_per_second": round(meter.examples_per_second, 1),
+    }
+
+
+def history_rows(run):
+    """history.csv as a list of dicts, one per epoch (the last row wins after a resume)."""
+    if not run.history_file.is_file():
+        return []
+    lines = run.history_file.read_text().strip().splitlines()
+    if len(lines) < 2:
+        return []
+    header = lines[0].split(",")
+    rows = {}
+    for line in lines[1:]:
+        if line.startswith("epoch"):
+            continue  # a header repeated by a resumed CSVLogger
+        values = dict(zip(header, line.split(",")))
+        rows[int(values["epoch"])] = {key: float(value) for key, value in values.items() if value}
+    return [rows[epoch] for epoch in sorted(rows)]
