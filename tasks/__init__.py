@@ -4,5 +4,10 @@
     python -m tasks.classification train             # trains on the built-in demo data
 """
 
+import os
+
+# Quiet TensorFlow's C++ info and warning lines before any task imports it (errors still show).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 # Task modules in the order the README's table lists them (one line each from their docstrings).
 TASKS = ["classification"]

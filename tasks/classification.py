@@ -65,19 +65,32 @@ def read_source(config):
     return dataclasses.replace(found, splits=splits)
 
 
-def read_tfds(name):
+def read_tfds(name, data_dir=None):
     """A TFDS image-classification dataset, materialized as uint8 arrays (small datasets)."""
-    splits, info = data_lib.tfds_splits(name)
+    import tensorflow_datasets as tfds
+
+    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
+    features = info.features
+    image_key = next((k for k, v in features.items() if isinstance(v, tfds.features.Image)), None)
+    label_key = next((k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)), None)
+    if image_key is None or label_key is None:
+        raise UserError(f"--data tfds:{name} has no image and class-label features; it is not an image-classification dataset.")
     arrays = {}
     for split, dataset in splits.items():
-        images, labels = zip(*((np.asarray(x), int(y)) for x, y in dataset.as_numpy_iterator()))
-        shapes = {image.shape for image in images}
-        if len(shapes) > 1:
-            target = max(shapes, key=[image.shape for image in images].count)
-            images = [conform(image[None], target[:2], target[2])[0] for image in images]
-        arrays[split] = (np.stack(images).astype(np.uint8), np.asarray(labels, np.int32))
-    label_feature = info.features[info.supervised_keys[1]]
-    return image_readers.ImageData(splits=arrays, class_names=list(label_feature.names), skipped=[])
+        images, labels = [], []
+        for example in dataset.as_numpy_iterator():
+            images.append(example[image_key])
+            labels.append(int(example[label_key]))
+        shapes = [image.shape for image in images]
+        if len(set(shapes)) > 1:  # resize to the most common shape
+            height, width, channels = max(set(shapes), key=shapes.count)
+            images = [conform(image[None], (height, width), channels)[0] for image in images]
+        arrays["validation" if split in ("val", "validation") else split] = (
+            np.stack(images).astype(np.uint8), np.asarray(labels, np.int32)
+        )
+    if "train" not in arrays:
+        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(arrays)}).")
+    return image_readers.ImageData(splits=arrays, class_names=list(features[label_key].names), skipped=[])
 
 
 def conform(images, size, channels):

@@ -13,7 +13,9 @@ import pathlib
 import sys
 
 from tasks.core import config as config_lib
+from tasks.core import runner
 from tasks.core.errors import UserError
+from tasks.core.runs import Run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +46,7 @@ def _add_config_flags(parser, config_cls):
 
 
 def parser_for(module):
-    task = module.__name__.rsplit(".", 1)[-1]
+    task = runner.task_name(module)
     summary = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else task
     parser = _Parser(prog=f"python -m tasks.{task}", description=summary)
     verbs = parser.add_subparsers(dest="verb", metavar="{train,evaluate,predict,export}", parser_class=_Parser)
@@ -75,9 +77,7 @@ def config_from_args(module, args):
     }
     config = config_lib.build(module.Config, args.config, **overrides)
     if args.verb in ("evaluate", "export") and config.run_name:
-        from tasks.core.runs import Run
-
-        saved = Run.for_config(module.__name__.rsplit(".", 1)[-1], config).config_file
+        saved = Run.for_config(runner.task_name(module), config).config_file
         if saved.is_file() and not args.config:
             base = config_lib.load_file(module.Config, saved)
             base.update(overrides)
@@ -108,8 +108,6 @@ def main(module, argv=None):
 
 
 def _run_verb(module, verb, config):
-    from tasks.core import runner
-
     run, model, info = runner.load_run(module, config)
     if verb == "evaluate":
         data = module.load_data(config)

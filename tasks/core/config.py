@@ -51,7 +51,9 @@ class TrainConfig:
     learning_rate: float = option(1e-3, "Peak learning rate.", minimum=0.0)
     momentum: float = option(0.9, "Momentum (sgd, rmsprop).", minimum=0.0)
     nesterov: bool = option(False, "Nesterov momentum (sgd).")
-    weight_decay: float = option(0.0, "Decoupled weight decay.", minimum=0.0)
+    weight_decay: float = option(
+        0.01, "Decoupled weight decay (Keras scales it by the learning rate; 0: off).", minimum=0.0
+    )
     schedule: str = option(
         "cosine",
         "Learning-rate schedule over the whole run.",

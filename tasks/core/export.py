@@ -67,7 +67,7 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
         assets: dict. File name -> text written into `assets/`.
         export_dir: str. The export root. Defaults to "saved_models".
         extra_format: str. `onnx` or `tflite` also writes `model.onnx` / `model.tflite` of the
-            second endpoint (the array one) beside the SavedModel. Defaults to "saved_model".
+            network beside the SavedModel. Defaults to "saved_model".
     """
     root = pathlib.Path(export_dir) / task
     root.mkdir(parents=True, exist_ok=True)
@@ -86,11 +86,10 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
             for endpoint in endpoints
         }
         check(staging, endpoints, expected)
-        array_endpoint = endpoints[min(1, len(endpoints) - 1)]
         if extra_format == "onnx":
-            to_onnx(array_endpoint, staging / "model.onnx")
+            to_onnx(model, staging / "model.onnx")
         elif extra_format == "tflite":
-            to_tflite(staging, array_endpoint.name, staging / "model.tflite")
+            to_tflite(model, staging / "model.tflite")
         return _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -165,31 +164,42 @@ def check(path, endpoints, expected):
 
 
 # === Other formats ===
+# ONNX and TFLite hold the network on its tensor input (e.g. pixels at the training size); the
+# string decoding and resizing of the raw-input signatures stay in the SavedModel.
 
 
-def to_onnx(endpoint, path):
-    """The array endpoint as ONNX (tf2onnx), if the `onnx` extra is installed."""
+def _model_signature(model):
+    return [tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name) for tensor in model.inputs]
+
+
+def _model_function(model):
+    return tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False))
+
+
+def to_onnx(model, path):
+    """The network as ONNX (tf2onnx), if the `onnx` extra is installed."""
     try:
         import tf2onnx
     except ImportError:
         raise UserError("--export-format onnx needs the onnx extra: pip install -e '.[onnx]'")
     try:
         proto, _ = tf2onnx.convert.from_function(
-            tf.function(endpoint.fn), input_signature=endpoint.signature, opset=17
+            _model_function(model), input_signature=_model_signature(model), opset=17
         )
     except Exception as error:
-        raise UserError(f"cannot convert to ONNX: {str(error).splitlines()[0]}")
+        raise UserError(f"cannot convert {model.name} to ONNX: {str(error).strip().splitlines()[0]}")
     pathlib.Path(path).write_bytes(proto.SerializeToString())
     return path
 
 
-def to_tflite(saved_model, signature_key, path):
-    """One signature as a TFLite flatbuffer, with TF builtins only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[signature_key])
+def to_tflite(model, path):
+    """The network as a TFLite flatbuffer, TFLite builtin ops only."""
+    function = _model_function(model).get_concrete_function(*_model_signature(model))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     try:
         flatbuffer = converter.convert()
     except Exception as error:
-        lines = [line for line in str(error).splitlines() if "op" in line.lower()] or str(error).splitlines()
-        raise UserError(f"cannot convert signature {signature_key} to TFLite: {lines[0].strip()}")
+        lines = [line for line in str(error).splitlines() if " op " in line] or str(error).splitlines()
+        raise UserError(f"cannot convert {model.name} to TFLite: {lines[0].strip()}")
     pathlib.Path(path).write_bytes(flatbuffer)
     return path

@@ -17,7 +17,9 @@ from tasks.core.runs import write_atomic
 
 
 def task_name(module):
-    return module.__name__.rsplit(".", 1)[-1]
+    """`classification` for tasks.classification, also when it runs as `python -m` (`__main__`)."""
+    spec = getattr(module, "__spec__", None)
+    return (spec.name if spec else module.__name__).rsplit(".", 1)[-1]
 
 
 def train(module, config, fresh=False):
@@ -30,11 +32,12 @@ def train(module, config, fresh=False):
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
     strategy = training.setup(config)
-    run.start(config, fresh=fresh)
+    # Bad data or a bad model name fails here, before anything is written.
     data = module.load_data(config)
-    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
     with strategy.scope():
         model = module.build_model(config, data.info)
+    run.start(config, fresh=fresh)
+    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
     extra = module.callbacks(config, data, run) if hasattr(module, "callbacks") else ()
     stats = training.fit(model, data, config, run, extra_callbacks=extra)
     model.save(run.model_file)

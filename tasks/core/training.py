@@ -118,8 +118,9 @@ def optimizer(config, steps_per_epoch):
         warmup_steps=int(config.warmup_epochs * steps_per_epoch),
         shape=config.schedule,
     )
-    kwargs = {"learning_rate": rate}
-    if config.weight_decay:
+    # Always explicit: AdamW would otherwise decay by its own default of 0.004.
+    kwargs = {"learning_rate": rate, "weight_decay": config.weight_decay or None}
+    if config.optimizer == "adamw":
         kwargs["weight_decay"] = config.weight_decay
     if config.optimizer == "sgd":
         kwargs.update(momentum=config.momentum, nesterov=config.nesterov)
@@ -232,6 +233,7 @@ def fit(model, data, config, run, extra_callbacks=()):
         epochs=config.epochs,
         callbacks=standard,
         verbose=verbose,
+        shuffle=False,  # the pipeline shuffles (finalize)
     )
     seconds = time.perf_counter() - started
     nan = next(callback for callback in standard if isinstance(callback, StopOnNaN))
@@ -262,5 +264,15 @@ def history_rows(run):
         if line.startswith("epoch"):
             continue  # a header repeated by a resumed CSVLogger
         values = dict(zip(header, line.split(",")))
-        rows[int(values["epoch"])] = {key: float(value) for key, value in values.items() if value}
+        rows[int(values["epoch"])] = {
+            key: float(value) for key, value in values.items() if _is_number(value)
+        }
     return [rows[epoch] for epoch in sorted(rows)]
+
+
+def _is_number(text):
+    try:
+        float(text)  # CSVLogger writes "NA" for keys an epoch did not log
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""Readers of standard dataset formats (images, boxes, masks, text, series, graphs)."""

@@ -1,0 +1,254 @@
+"""Image classification end to end: the CLI verbs, the export, resume, bad input, and MNIST."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_model)
+from tests.conftest import REPO
+
+TASK = "tasks.classification"
+# Small and quick: the demo digits are 8x8, so a few epochs take seconds.
+QUICK = ["--epochs", "4", "--batch-size", "32", "--verbose", "2"]
+
+
+def run_cli(*args, cwd, timeout=600):
+    """Runs `python -m tasks.classification ARGS` in `cwd`; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "CI": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", TASK, *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_one_line_error(result, *words, code=2):
+    """A user mistake: exit `code`, one `error:` line on stderr naming `words`, no traceback."""
+    assert result.returncode == code, result.stderr[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def only_run(workdir):
+    (run,) = (pathlib.Path(workdir) / "runs" / "classification").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One CLI training run on the demo data, shared by the checks below."""
+    workdir = tmp_path_factory.mktemp("demo")
+    result = run_cli("train", *QUICK, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+# === Train, evaluate, export, predict ===
+
+
+@pytest.mark.subprocess
+def test_demo_train_beats_the_baseline_and_writes_the_run(demo_run):
+    workdir, result = demo_run
+    run = only_run(workdir)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["task"] == "classification" and record["data"] == "demo"
+    assert record["metrics"]["accuracy"] >= 0.85
+    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.5
+    assert record["epochs"] == 4 and record["examples_per_second"] > 0
+    assert set(record["metrics"]["per_class_accuracy"]) == {str(digit) for digit in range(10)}
+    for name in ["config.yaml", "history.csv", "model.keras", "info.json", "checkpoints/best.keras",
+                 "plots/training_curves.png", "plots/confusion_matrix.png"]:
+        assert (run / name).is_file(), name
+    assert list((run / "logs").rglob("events.out.tfevents*"))
+    assert not (run / "backup").exists()  # removed once training finished
+    assert "baseline" in result.stdout and "Exported" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_export_reloaded_in_a_fresh_process_matches_keras(demo_run, tmp_path):
+    workdir, _ = demo_run
+    version = workdir / "saved_models" / "classification" / "1"
+    assert (version / "assets" / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8, 1), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['classify_images'](images=tf.constant(np.load(sys.argv[2])))\n"
+        "np.save(sys.argv[3], out['probabilities'].numpy())\n"
+    )
+    subprocess.run([sys.executable, "-c", script, version, tmp_path / "images.npy", tmp_path / "p.npy"],
+                   check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    model = keras.saving.load_model(only_run(workdir) / "model.keras")
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(images.astype(np.float32))))
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+
+
+@pytest.mark.subprocess
+def test_predict_prints_labels_and_draws(demo_run, tmp_path):
+    workdir, _ = demo_run
+    files = []
+    for index, mode in enumerate(["L", "RGB", "RGBA"]):  # any mode, any size
+        path = tmp_path / f"digit{index}.png"
+        Image.new(mode, (20 + index, 16), color=128 if mode == "L" else (90, 90, 90, 255)[: len(mode)]).save(path)
+        files.append(path)
+    model_root = workdir / "saved_models" / "classification"
+    result = run_cli("predict", "--model", model_root, "--output", tmp_path / "out", *files, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.split("\t")[1] in "0123456789" for line in lines)
+    assert (tmp_path / "out" / "classification.png").is_file()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = run_cli("predict", "--model", model_root, broken, cwd=tmp_path)
+    assert_one_line_error(result, "broken.png", "cannot decode")
+
+
+@pytest.mark.subprocess
+def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run):
+    workdir, _ = demo_run
+    result = run_cli("evaluate", *QUICK, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "accuracy" in result.stdout and "baseline" in result.stdout
+    result = run_cli("export", *QUICK, "--export-format", "tflite", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    version = workdir / "saved_models" / "classification" / "2"
+    assert (version / "saved_model.pb").is_file() and (version / "model.tflite").is_file()
+
+
+@pytest.mark.subprocess
+def test_rerunning_a_complete_run_does_not_retrain(demo_run):
+    workdir, _ = demo_run
+    result = run_cli("train", *QUICK, cwd=workdir)
+    assert result.returncode == 0
+    assert "already complete" in result.stdout
+
+
+# === Resume ===
+
+
+@pytest.mark.subprocess
+def test_killed_run_resumes_from_its_backup(tmp_path):
+    args = ["train", "--epochs", "12", "--batch-size", "8", "--verbose", "2", "--model", "resnet20"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    child = subprocess.Popen([sys.executable, "-m", TASK, *args], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = None
+    deadline = time.time() + 300
+    while time.time() < deadline and child.poll() is None:
+        runs = list((tmp_path / "runs" / "classification").glob("*/history.csv"))
+        if runs and len(runs[0].read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            history = runs[0]
+            break
+        time.sleep(0.2)
+    assert history is not None and child.poll() is None, "training ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done_before = len(history.read_text().strip().splitlines()) - 1
+    assert done_before < 12
+    assert (history.parent / "backup").is_dir()
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout
+    rows = [line.split(",")[0] for line in history.read_text().strip().splitlines()[1:]]
+    epochs = sorted({int(row) for row in rows if row != "epoch"})
+    assert epochs == list(range(12))
+    assert len(rows) < 12 + 2  # at most the killed epoch is repeated, not the whole run
+    assert json.loads((history.parent / "metrics.json").read_text())["epochs"] == 12
+
+
+# === Bad input: one clear line, non-zero exit, nothing written ===
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--epochs", "two"], ["--epochs", "integer"]),
+        (["--optimizer", "adamz"], ["--optimizer", "adamw"]),
+        (["--model", "resnet9000"], ["resnet9000", "never registered", "resnet20"]),
+        (["--data", "tfds:no_such_dataset_xyz"], ["tfds:no_such_dataset_xyz"]),
+        (["--data", "missing/folder"], ["missing/folder", "no such file"]),
+        (["--colour", "red"], ["--colour"]),
+    ],
+)
+def test_bad_flags(tmp_path, args, words):
+    result = run_cli("train", *args, cwd=tmp_path)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved_models").exists()
+
+
+@pytest.mark.subprocess
+def test_unknown_config_key(tmp_path):
+    (tmp_path / "run.yaml").write_text("epochs: 2\nlerning_rate: 0.1\n")
+    result = run_cli("train", "--config", tmp_path / "run.yaml", cwd=tmp_path)
+    assert_one_line_error(result, "lerning_rate", "run.yaml")
+
+
+@pytest.mark.subprocess
+def test_corrupt_image_folder_names_the_file(tmp_path):
+    for name in ["cat", "dog"]:
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(tmp_path / "pets" / name / f"{index}.png")
+    (tmp_path / "pets" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = run_cli("train", "--data", "pets", "--epochs", "1", cwd=tmp_path)
+    assert_one_line_error(result, "bad.jpg")
+    assert not (tmp_path / "runs").exists()
+    result = run_cli("train", "--data", "pets", "--epochs", "1", "--skip-bad", "--verbose", "2",
+                     "--test-fraction", "0.34", "--validation-fraction", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Skipped 1 bad record" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path):
+    result = run_cli("train", "--epochs", "3", "--optimizer", "sgd", "--learning-rate", "1e30",
+                     cwd=tmp_path)
+    assert_one_line_error(result, "NaN", "--learning-rate", code=3)
+    assert not (tmp_path / "saved_models").exists()
+
+
+# === Real data ===
+
+
+@pytest.mark.slow
+def test_mnist_reaches_97_percent(shared_data, tmp_path):
+    from tasks import classification
+
+    config = classification.Config(
+        data=str(shared_data / "mnist"), model="resnet20", epochs=4, batch_size=64,
+        learning_rate=2e-3, runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"),
+        verbose=2,
+    )
+    classification.train(config)
+    (run,) = (tmp_path / "runs" / "classification").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    info = json.loads((run / "info.json").read_text())
+    assert info["num_test"] == 2000 and info["num_train"] + info["num_validation"] == 8000
+    assert record["metrics"]["accuracy"] >= 0.97
+    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.8
+
+
+def test_tfds_source_reads_a_prepared_dataset(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tasks import classification
+
+    tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
+    found = classification.read_tfds("dummy_mnist", data_dir=str(tmp_path))
+    images, labels = found.splits["train"]
+    assert images.shape == (20, 28, 28, 1) and images.dtype == np.uint8
+    assert labels.shape == (20,) and found.class_names == [str(digit) for digit in range(10)]
+    assert "test" in found.splits
