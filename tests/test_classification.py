@@ -121,10 +121,20 @@ def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run):
     result = run_cli("evaluate", *QUICK, cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy" in result.stdout and "baseline" in result.stdout
-    result = run_cli("export", *QUICK, "--export-format", "tflite", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    version = workdir / "saved_models" / "classification" / "2"
-    assert (version / "saved_model.pb").is_file() and (version / "model.tflite").is_file()
+    for extra in ["tflite", "onnx"]:
+        result = run_cli("export", *QUICK, "--export-format", extra, cwd=workdir)
+        assert result.returncode == 0, result.stderr[-2000:]
+        version = pathlib.Path(result.stdout.strip().splitlines()[-1].split()[-1])
+        assert (workdir / version / "saved_model.pb").is_file()
+        assert (workdir / version / f"model.{extra}").is_file()
+    # The ONNX network gives the Keras model's logits.
+    import onnxruntime
+
+    model = keras.saving.load_model(only_run(workdir) / "model.keras")
+    images = np.random.default_rng(1).uniform(0, 255, size=(3, 8, 8, 1)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(workdir / version / "model.onnx"))
+    (logits,) = session.run(None, {session.get_inputs()[0].name: images})
+    np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(model(images)), atol=1e-4)
 
 
 @pytest.mark.subprocess
@@ -133,6 +143,29 @@ def test_rerunning_a_complete_run_does_not_retrain(demo_run):
     result = run_cli("train", *QUICK, cwd=workdir)
     assert result.returncode == 0
     assert "already complete" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_mirrored_strategy_trains_through_the_same_path(tmp_path):
+    result = run_cli("train", "--strategy", "mirrored", "--epochs", "1", "--verbose", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert record["config"]["strategy"] == "mirrored" and record["metrics"]["accuracy"] > 0.3
+
+
+@pytest.mark.subprocess
+def test_help_lists_every_field_and_tasks_lists_the_task(tmp_path):
+    from tasks import classification
+    from tasks.core import config as config_lib
+
+    result = run_cli("train", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for field in config_lib.fields(classification.Config):
+        assert "--" + field.name.replace("_", "-") in result.stdout
+    assert "(default: 'resnet20')" in result.stdout
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    listing = subprocess.run([sys.executable, "-m", "tasks"], capture_output=True, text=True, env=env, check=True)
+    assert "python -m tasks.classification train" in listing.stdout
 
 
 # === Resume ===

@@ -183,9 +183,8 @@ def to_onnx(model, path):
     except ImportError:
         raise UserError("--export-format onnx needs the onnx extra: pip install -e '.[onnx]'")
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            _model_function(model), input_signature=_model_signature(model), opset=17
-        )
+        # from_keras freezes the variables; from_function would leave captured ones as inputs.
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=_model_signature(model), opset=17)
     except Exception as error:
         raise UserError(f"cannot convert {model.name} to ONNX: {str(error).strip().splitlines()[0]}")
     pathlib.Path(path).write_bytes(proto.SerializeToString())

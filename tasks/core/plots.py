@@ -21,8 +21,6 @@ def training_curves(rows, path):
             axis.plot(epochs, [row.get(f"val_{name}", np.nan) for row in rows], label="validation", marker=".")
         axis.set_title(name)
         axis.set_xlabel("epoch")
-        if name == "learning_rate":
-            axis.set_yscale("log")
         axis.legend()
         axis.grid(alpha=0.3)
     figure.tight_layout()

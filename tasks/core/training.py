@@ -142,11 +142,18 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Training examples per second, from each epoch's start to its last training batch."""
+    """Training examples per second, from each epoch's start to its last training batch.
 
-    def __init__(self, batch_size):
+    Args:
+        batch_size: int. The global batch size.
+        num_examples: int or None. Examples per epoch, when known (exact with a partial last
+            batch); otherwise batches x batch_size.
+    """
+
+    def __init__(self, batch_size, num_examples=None):
         super().__init__()
         self.batch_size = batch_size
+        self.num_examples = num_examples
 
     def on_train_begin(self, logs=None):
         self.epoch_rates = []
@@ -161,7 +168,8 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.batches:
-            self.epoch_rates.append(self.batches * self.batch_size / (self.last - self.started))
+            examples = self.num_examples or self.batches * self.batch_size
+            self.epoch_rates.append(examples / (self.last - self.started))
 
     @property
     def examples_per_second(self):
@@ -187,13 +195,13 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def callbacks(run, config, has_validation, extra=()):
+def callbacks(run, config, has_validation, extra=(), num_examples=None):
     """The standard callbacks, in the order they must run at each epoch's end."""
     monitor = "val_loss" if has_validation else "loss"
     result = [
         LearningRateLogger(),
         StopOnNaN(),
-        Throughput(config.batch_size),
+        Throughput(config.batch_size, num_examples),
         # Before the CSV log: a row is only written for an epoch whose state is backed up.
         keras.callbacks.BackupAndRestore(str(run.backup_dir)),
         keras.callbacks.ModelCheckpoint(str(run.best_file), monitor=monitor, save_best_only=True),
@@ -219,7 +227,8 @@ def fit(model, data, config, run, extra_callbacks=()):
         A dict with `epochs` (run in total), `train_seconds` and `examples_per_second`.
     """
     has_validation = data.validation is not None
-    standard = callbacks(run, config, has_validation, extra_callbacks)
+    # Tasks put the number of training examples per epoch in info["num_train"].
+    standard = callbacks(run, config, has_validation, extra_callbacks, data.info.get("num_train"))
     resume = run.resume_epoch()
     if resume is not None and config.verbose:
         print(f"Resuming {run.path} at epoch {resume + 1} of {config.epochs}.")
