@@ -14,30 +14,17 @@ import pytest
 from PIL import Image
 
 import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_model)
+from tests import helpers
 from tests.conftest import REPO
+from tests.helpers import assert_one_line_error
 
 TASK = "tasks.classification"
 # Small and quick: the demo digits are 8x8, so a few epochs take seconds.
 QUICK = ["--epochs", "4", "--batch-size", "32", "--verbose", "2"]
 
 
-def run_cli(*args, cwd, timeout=600):
-    """Runs `python -m tasks.classification ARGS` in `cwd`; returns the CompletedProcess."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "CI": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", TASK, *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def assert_one_line_error(result, *words, code=2):
-    """A user mistake: exit `code`, one `error:` line on stderr naming `words`, no traceback."""
-    assert result.returncode == code, result.stderr[-2000:]
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+def run_cli(*args, cwd, timeout=900):
+    return helpers.run_cli("classification", *args, cwd=cwd, timeout=timeout)
 
 
 def only_run(workdir):

@@ -57,7 +57,7 @@ def measure(module, model, data, config, run, stats=None):
         "baseline": module.baseline(config, data),
     }
     previous = run.read_metrics() if run.metrics_file.is_file() else {}
-    for key in ("train_seconds", "examples_per_second", "epochs"):
+    for key in ("train_seconds", "examples_per_second", "examples_per_cpu_second", "epochs"):
         record[key] = (stats or previous).get(key)
     record["config"] = config_lib.to_dict(config)
     run.write_metrics(record)

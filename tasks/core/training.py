@@ -144,6 +144,10 @@ class LearningRateLogger(keras.callbacks.Callback):
 class Throughput(keras.callbacks.Callback):
     """Training examples per second, from each epoch's start to its last training batch.
 
+    Wall-clock rates say how fast a run is; rates per CPU-second of this process (all its
+    threads) say how much work each example costs, and hold up when other processes share
+    the cores.
+
     Args:
         batch_size: int. The global batch size.
         num_examples: int or None. Examples per epoch, when known (exact with a partial last
@@ -157,25 +161,37 @@ class Throughput(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.epoch_rates = []
+        self.epoch_cpu_rates = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        self.started_cpu = time.process_time()
         self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
         self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.batches:
             examples = self.num_examples or self.batches * self.batch_size
             self.epoch_rates.append(examples / (self.last - self.started))
+            self.epoch_cpu_rates.append(examples / max(self.last_cpu - self.started_cpu, 1e-9))
+
+    @staticmethod
+    def _median(rates):
+        # The first epoch includes tracing; report the median of the others when there are any.
+        rates = rates[1:] or rates
+        return float(np.median(rates)) if rates else 0.0
 
     @property
     def examples_per_second(self):
-        # The first epoch includes tracing; report the median of the others when there are any.
-        rates = self.epoch_rates[1:] or self.epoch_rates
-        return float(np.median(rates)) if rates else 0.0
+        return self._median(self.epoch_rates)
+
+    @property
+    def examples_per_cpu_second(self):
+        return self._median(self.epoch_cpu_rates)
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -257,6 +273,7 @@ def fit(model, data, config, run, extra_callbacks=()):
         "epochs": len(history_rows(run)),
         "train_seconds": round(seconds, 2),
         "examples_per_second": round(meter.examples_per_second, 1),
+        "examples_per_cpu_second": round(meter.examples_per_cpu_second, 1),
     }
 
 
