@@ -109,7 +109,7 @@ def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy" in result.stdout and "baseline" in result.stdout
     for extra in ["tflite", "onnx"]:
-        result = run_cli("export", *QUICK, "--export-format", extra, cwd=workdir)
+        result = run_cli("export", *QUICK, "--format", extra, cwd=workdir)
         assert result.returncode == 0, result.stderr[-2000:]
         version = pathlib.Path(result.stdout.strip().splitlines()[-1].split()[-1])
         assert (workdir / version / "saved_model.pb").is_file()
@@ -130,6 +130,19 @@ def test_rerunning_a_complete_run_does_not_retrain(demo_run):
     result = run_cli("train", *QUICK, cwd=workdir)
     assert result.returncode == 0
     assert "already complete" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_every_regularizer_switch_trains(tmp_path):
+    switches = ["--flip", "--crop-padding", "1", "--randaugment", "--erasing", "0.3", "--noise", "0.02",
+                "--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1", "--dropout-rate", "0.2",
+                "--patience", "2", "--optimizer", "sgd", "--nesterov", "--learning-rate", "0.05",
+                "--weight-decay", "5e-4", "--schedule", "onecycle", "--warmup-epochs", "0.5"]
+    result = run_cli("train", "--epochs", "3", "--verbose", "2", *switches, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert record["config"]["cutmix"] == 1.0 and record["config"]["nesterov"] is True
+    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"]
 
 
 @pytest.mark.subprocess

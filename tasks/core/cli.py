@@ -29,18 +29,18 @@ def _add_config_flags(parser, config_cls):
     parser.add_argument("--config", metavar="FILE", help="A YAML file of field: value; flags override it.")
     group = parser.add_argument_group("config fields (every field of Config)")
     for field in config_lib.fields(config_cls):
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
         help_text = f"{field.metadata.get('help', '')} (default: {field.default!r})"
         if field.metadata.get("choices"):
             help_text += f" [{'|'.join(map(str, field.metadata['choices']))}]"
         if isinstance(field.default, bool):
             group.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                *flags, dest=field.name, action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS, help=help_text,
             )
         else:
             group.add_argument(
-                flag, dest=field.name, default=argparse.SUPPRESS, metavar=type(field.default).__name__.upper(),
+                *flags, dest=field.name, default=argparse.SUPPRESS, metavar=type(field.default).__name__.upper(),
                 help=help_text,
             )
 

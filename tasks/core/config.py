@@ -21,7 +21,7 @@ from tasks.core.errors import UserError
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
-def option(default, help, choices=None, minimum=None, identity=True):
+def option(default, help, choices=None, minimum=None, identity=True, aliases=()):
     """A config field with its help text and the values it accepts.
 
     Args:
@@ -31,8 +31,11 @@ def option(default, help, choices=None, minimum=None, identity=True):
         minimum: number or None. The smallest value accepted.
         identity: bool. False for fields that say where to write or how to show, not what to
             train (they do not change the derived run name). Defaults to True.
+        aliases: tuple of str. Other flags for the field, e.g. ("--format",).
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "identity": identity}
+    metadata = {
+        "help": help, "choices": choices, "minimum": minimum, "identity": identity, "aliases": aliases,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -80,6 +83,7 @@ class TrainConfig:
         "Extra export format written beside the SavedModel.",
         choices=["saved_model", "onnx", "tflite"],
         identity=False,
+        aliases=("--format",),
     )
     verbose: int = option(1, "0 silent, 1 progress bar, 2 one line per epoch.", identity=False)
 
