@@ -205,6 +205,8 @@ def build_model(config, info):
         classifier_activation=None,
         dropout_rate=config.dropout_rate,
     )
+    if not config.batch_norm:
+        network = augment.without_batch_norm(network)
     model = keras.Model(inputs, network(x), name=f"{config.model}_classifier")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]

@@ -80,3 +80,17 @@ def test_maps_run_inside_tf_data():
     dataset = dataset.map(augment.example_map(switches)).batch(4).map(augment.batch_map(switches))
     images, labels = next(iter(dataset))
     assert images.shape == (4, 32, 32, 3) and labels.shape == (4, 10)
+
+
+def test_without_batch_norm_removes_every_batch_norm_layer():
+    import keras
+
+    import applications
+
+    network = applications.get("resnet20")(input_shape=(8, 8, 1), num_classes=3)
+    stripped = augment.without_batch_norm(network)
+    kinds = {type(layer).__name__ for layer in stripped.layers}
+    assert "BatchNormalization" not in kinds and "NoBatchNorm" in kinds
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in network.layers)
+    assert stripped.output_shape == network.output_shape
+    assert stripped.predict(np.zeros((2, 8, 8, 1), np.float32), verbose=0).shape == (2, 3)

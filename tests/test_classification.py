@@ -137,11 +137,12 @@ def test_every_regularizer_switch_trains(tmp_path):
     switches = ["--flip", "--crop-padding", "1", "--randaugment", "--erasing", "0.3", "--noise", "0.02",
                 "--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1", "--dropout-rate", "0.2",
                 "--patience", "2", "--optimizer", "sgd", "--nesterov", "--learning-rate", "0.05",
-                "--weight-decay", "5e-4", "--schedule", "onecycle", "--warmup-epochs", "0.5"]
+                "--weight-decay", "5e-4", "--schedule", "onecycle", "--warmup-epochs", "0.5", "--no-batch-norm"]
     result = run_cli("train", "--epochs", "3", "--verbose", "2", *switches, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert record["config"]["cutmix"] == 1.0 and record["config"]["nesterov"] is True
+    assert record["config"]["batch_norm"] is False
     assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"]
 
 

@@ -2,7 +2,7 @@
 
 Per-example maps run in the tf.data pipeline after the cache (so each epoch sees new draws), on
 float32 pixels in [0, 255]; MixUp / CutMix run per batch on one-hot labels. Label smoothing is a
-loss switch and dropout a model switch; both live in the same config.
+loss switch, dropout and batch norm are model switches; all live in the same config.
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ class AugmentConfig:
     cutmix: float = option(0.0, "CutMix Beta(alpha, alpha) parameter (0: off).", minimum=0.0)
     label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy targets.", minimum=0.0)
     dropout_rate: float = option(0.0, "Dropout before the classifier.", minimum=0.0)
+    batch_norm: bool = option(True, "Keep the network's batch norm (--no-batch-norm removes it).")
 
 
 def example_map(config, seed=0):
@@ -99,3 +100,22 @@ def random_erasing(image, probability):
     apply = tf.random.uniform([]) < probability
     mask = tf.cast(inside & apply, image.dtype)[:, :, None]
     return image * (1.0 - mask) + 127.5 * mask
+
+
+@keras.saving.register_keras_serializable(package="tasks")
+class NoBatchNorm(keras.layers.Layer):
+    """Identity in a batch-norm layer's place: takes (and ignores) its `training` and `mask`."""
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+
+def without_batch_norm(model):
+    """A copy of a functional model with every BatchNormalization layer replaced by identity."""
+
+    def replace(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return NoBatchNorm(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=replace)
