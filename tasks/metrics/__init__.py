@@ -1,0 +1,1 @@
+"""Field metrics that Keras lacks, each tested against a direct reference computation."""
