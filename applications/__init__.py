@@ -17,3 +17,7 @@ from applications import inception  # noqa: E402,F401
 from applications import resnet  # noqa: E402,F401
 from applications import densenet  # noqa: E402,F401
 from applications import xception  # noqa: E402,F401
+from applications import fcn  # noqa: E402,F401
+from applications import unet  # noqa: E402,F401
+from applications import gpt  # noqa: E402,F401
+from applications import lstm_lm  # noqa: E402,F401

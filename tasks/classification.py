@@ -324,15 +324,7 @@ def predict(inputs, model_path, output_dir="predictions"):
     loaded = tf.saved_model.load(str(path))
     classify = loaded.signatures["serving_default"]
     shown, titles = [], []
-    for name in inputs:
-        file = pathlib.Path(name)
-        if not file.is_file():
-            raise UserError(f"{name}: no such image file.")
-        encoded = file.read_bytes()
-        try:
-            out = classify(image_bytes=tf.constant([encoded]))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-            raise UserError(f"{name}: cannot decode it as an image (JPEG, PNG, GIF or BMP).")
+    for name, encoded, out in export.on_image_files(classify, inputs):
         label = out["label"].numpy()[0].decode()
         score = float(out["score"].numpy()[0])
         print(f"{name}\t{label}\t{score:.4f}")

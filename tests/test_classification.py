@@ -148,10 +148,11 @@ def test_every_regularizer_switch_trains(tmp_path):
 
 @pytest.mark.subprocess
 def test_mirrored_strategy_trains_through_the_same_path(tmp_path):
-    result = run_cli("train", "--strategy", "mirrored", "--epochs", "1", "--verbose", "2", cwd=tmp_path)
+    result = run_cli("train", "--strategy", "mirrored", "--epochs", "2", "--verbose", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
-    assert record["config"]["strategy"] == "mirrored" and record["metrics"]["accuracy"] > 0.3
+    assert record["config"]["strategy"] == "mirrored"
+    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.2
 
 
 @pytest.mark.subprocess

@@ -65,6 +65,8 @@ def parser_for(module):
     )
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Files or strings to predict on.")
     predict.add_argument("--output", default="predictions", help="Folder for pictures, where the task draws any.")
+    if hasattr(module, "predict_flags"):  # task-specific predict options, passed to predict()
+        module.predict_flags(predict)
     return parser
 
 
@@ -91,7 +93,9 @@ def main(module, argv=None):
     try:
         args = parser_for(module).parse_args(argv)
         if args.verb == "predict":
-            module.predict(args.inputs, args.model, args.output)
+            options = {key: value for key, value in vars(args).items()
+                       if key not in ("verb", "inputs", "model", "output")}
+            module.predict(args.inputs, args.model, args.output, **options)
             return 0
         config = config_from_args(module, args)
         if args.verb == "train":

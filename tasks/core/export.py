@@ -57,6 +57,23 @@ def latest(root):
     return root / str(found[-1])
 
 
+def on_image_files(signature, inputs):
+    """Yields `(name, encoded bytes, outputs)` of a bytes signature on each image file.
+
+    A missing file or one the signature cannot decode is a `UserError` naming it.
+    """
+    for name in inputs:
+        file = pathlib.Path(name)
+        if not file.is_file():
+            raise UserError(f"{name}: no such image file.")
+        encoded = file.read_bytes()
+        try:
+            outputs = signature(image_bytes=tf.constant([encoded]))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            raise UserError(f"{name}: cannot decode it as an image (JPEG, PNG, GIF or BMP).")
+        yield name, encoded, outputs
+
+
 def write(task, model, endpoints, assets, export_dir="saved_models", extra_format="saved_model"):
     """Writes, checks and publishes a SavedModel; returns its version folder.
 

@@ -469,6 +469,12 @@ def _decode_chunk(files):
     return [(file.where, _decode(file)) for file in files]
 
 
+def decode_file(path):
+    """One image file as uint8 (H, W) or (H, W, 3), or a string saying why it cannot be read."""
+    path = pathlib.Path(path)
+    return _decode(_File(str(path), path, 0))
+
+
 def _decode(file):
     """Returns the image as uint8 (H, W) or (H, W, 3), or why it cannot be read."""
     if isinstance(file.source, bytes):
