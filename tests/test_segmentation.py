@@ -3,6 +3,7 @@ input, the demo end to end (CLI, export reloaded in a fresh process, predict) an
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import types
@@ -126,6 +127,17 @@ def test_folder_pairs_binary_and_unlabelled_test(tmp_path):
     assert data.unlabelled == [str(tmp_path / "test")]
     assert set(np.unique(data.splits["train"].masks[0])) == {0, 1}
     assert masks.read_masks(tmp_path).class_names == ["background", "foreground"]  # inferred {0, 255}
+
+
+def test_skip_bad_counts_and_skips_broken_pairs(tmp_path):
+    root = write_pairs(tmp_path / "data", count=5)
+    (root / "images" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    Image.new("L", (10, 10)).save(root / "masks" / "1.png")  # size differs from its image
+    (root / "masks" / "2.png").unlink()  # an image without its mask
+    data = masks.read_masks(root, skip_bad=True)
+    assert len(data.skipped) == 3
+    assert {pathlib.Path(where).name for where, _ in data.skipped} == {"0.png", "1.png", "2.png"}
+    assert sorted(data.splits["train"].names) == ["3", "4"]
 
 
 def test_palette_masks_and_voc_layout(tmp_path):
