@@ -10,6 +10,8 @@ from applications.registry import get
 from applications.registry import names
 from applications.registry import register
 
+__all__ = ["get", "names", "register"]
+
 # Family modules register their builders on import.
 from applications import alexnet  # noqa: E402,F401
 from applications import vgg  # noqa: E402,F401

@@ -41,7 +41,6 @@ from applications import lstm_lm as lstm_family
 from tasks.core import cli
 from tasks.core import data as data_lib
 from tasks.core import export
-from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig

@@ -1,8 +1,6 @@
 """The spine: config parsing, sources, splits, finalize, schedules, runs, export."""
 
 import dataclasses
-import json
-import pathlib
 
 import keras
 import numpy as np

@@ -42,7 +42,7 @@ def train(module, config, fresh=False):
     stats = training.fit(model, data, config, run, extra_callbacks=extra)
     model.save(run.model_file)
     plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
-    record = measure(module, model, data, config, run, stats)
+    measure(module, model, data, config, run, stats)
     path = export(module, model, data.info, config, run)
     say(config, f"Exported {path}")
     return model
