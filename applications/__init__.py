@@ -23,3 +23,4 @@ from applications import fcn  # noqa: E402,F401
 from applications import unet  # noqa: E402,F401
 from applications import gpt  # noqa: E402,F401
 from applications import lstm_lm  # noqa: E402,F401
+from applications import autoencoder  # noqa: E402,F401

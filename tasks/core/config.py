@@ -45,7 +45,9 @@ class TrainConfig:
 
     data: str = option("demo", "demo, a local path, or tfds:NAME[/CONFIG].")
     epochs: int = option(10, "Passes over the training split.", minimum=1)
-    batch_size: int = option(64, "Global batch size (split across replicas).", minimum=1)
+    batch_size: int = option(
+        64, "Batch size, split across replicas (per worker with --strategy multi_worker).", minimum=1
+    )
     optimizer: str = option(
         "adamw",
         "A Keras optimizer by name.",
@@ -72,6 +74,9 @@ class TrainConfig:
     )
     strategy: str = option(
         "default", "Distribution strategy.", choices=["default", "mirrored", "multi_worker"]
+    )
+    cluster_timeout: float = option(
+        120.0, "Seconds to wait for every multi_worker peer to answer.", minimum=1.0, identity=False
     )
     seed: int = option(0, "Seed for splits, shuffling and initialization.")
     skip_bad: bool = option(False, "Skip (and count) bad records instead of stopping.")

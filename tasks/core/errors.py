@@ -15,3 +15,9 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite; nothing was exported."""
 
     exit_code = 3
+
+
+class ClusterLost(UserError):
+    """A multi-worker peer stopped answering; rerunning every worker resumes from the backup."""
+
+    exit_code = 4

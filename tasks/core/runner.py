@@ -4,14 +4,19 @@ A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evalua
 (and `predict`); `train(config)` in the module is `runner.train(<module>, config)`.
 """
 
+import dataclasses
 import json
+import pathlib
 
 import keras
+import tensorflow as tf
 
 from tasks.core import config as config_lib
+from tasks.core import distributed
 from tasks.core import export as export_lib
 from tasks.core import plots
 from tasks.core import training
+from tasks.core.errors import ClusterLost
 from tasks.core.runs import Run
 from tasks.core.runs import write_atomic
 
@@ -23,24 +28,61 @@ def task_name(module):
 
 
 def train(module, config, fresh=False):
-    """Trains, evaluates beside the baseline, writes the run and the export; returns the model."""
+    """Trains, evaluates beside the baseline, writes the run and the export; returns the model.
+
+    With `--strategy multi_worker` every worker runs this; the chief alone keeps the run folder,
+    evaluates and exports (the others write to a scratch folder they remove).
+    """
     config_lib.validate(config)
     task = task_name(module)
+    strategy = training.setup(config)
+    cluster = distributed.is_multi_worker(strategy)
+    chief = distributed.is_chief(strategy)
     run = Run.for_config(task, config)
-    if run.complete and not fresh:
+    scratch = None
+    if not chief:
+        scratch = distributed.scratch_dir()
+        run = Run(task, pathlib.Path(scratch) / run.path.name)
+    complete = run.complete and not fresh
+    if cluster:
+        complete = distributed.flag_from_chief(strategy, complete)
+    if complete:
         say(config, f"Run {run.path} is already complete; pass --fresh to train it again.")
+        if not chief:
+            distributed.remove_scratch(scratch)
+            return None
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
-    strategy = training.setup(config)
+    # Under multi_worker --batch-size is per worker: the pipelines batch the global batch.
+    work = dataclasses.replace(config, batch_size=config.batch_size * distributed.num_workers(strategy))
     # Bad data or a bad model name fails here, before anything is written.
-    data = module.load_data(config)
+    data = module.load_data(work)
     with strategy.scope():
-        model = module.build_model(config, data.info)
+        model = module.build_model(work, data.info)
     run.start(config, fresh=fresh)
     write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
-    extra = module.callbacks(config, data, run) if hasattr(module, "callbacks") else ()
-    stats = training.fit(model, data, config, run, extra_callbacks=extra)
+    extra = module.callbacks(work, data, run) if hasattr(module, "callbacks") else ()
+    try:
+        stats = training.fit(model, data, work, run, extra_callbacks=extra)
+    except tf.errors.OpError as error:
+        if not cluster:
+            raise
+        raise ClusterLost(
+            f"lost the cluster ({type(error).__name__}); rerun every worker with the same command "
+            "to resume from the last backup."
+        ) from None
+    if cluster:
+        index = strategy.cluster_resolver.task_id
+        say(config, f"Worker {index}: final weights {distributed.weights_digest(model)}")
+        if not chief:
+            distributed.remove_scratch(scratch)
+            say(config, "Waiting for the chief (worker 0) to evaluate and export.")
+            distributed.wait_for_chief(strategy)
+            return model
     model.save(run.model_file)
+    if cluster:
+        # Evaluation and export run on the chief alone, on a plain copy outside the strategy.
+        model = keras.saving.load_model(run.model_file)
     plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
     measure(module, model, data, config, run, stats)
     path = export(module, model, data.info, config, run)

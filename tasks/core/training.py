@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.core import distributed
 from tasks.core.errors import TrainingDiverged
 from tasks.core.errors import UserError
 
@@ -24,14 +25,15 @@ def setup(config):
     """Seeds everything, sets the dtype policy and returns the distribution strategy."""
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    return strategy(config.strategy)
+    return strategy(config.strategy, getattr(config, "cluster_timeout", 120.0))
 
 
-def strategy(name):
+def strategy(name, cluster_timeout=120.0):
     """`default`: one device. `mirrored`: every GPU, or the CPU split into two logical devices.
 
-    `multi_worker` is the seam for `tf.distribute.MultiWorkerMirroredStrategy`: Keras 3.15 `fit`
-    fails under it (keras-team/keras#20585), so it needs its own training loop.
+    `multi_worker`: `tf.distribute.MultiWorkerMirroredStrategy` over the cluster of TF_CONFIG
+    (or Slurm), trained by `tasks.core.distributed.fit` since Keras 3.15 `fit` fails under it
+    (keras-team/keras#20585).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -50,10 +52,7 @@ def strategy(name):
         devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        raise UserError(
-            "--strategy multi_worker is not available yet: Keras 3.15 fit fails under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use default or mirrored."
-        )
+        return distributed.strategy(cluster_timeout)
     raise UserError(f"--strategy must be default, mirrored or multi_worker. Received: {name!r}")
 
 
@@ -252,14 +251,19 @@ def fit(model, data, config, run, extra_callbacks=()):
     if verbose == 1 and not os.isatty(1):
         verbose = 2  # one line per epoch in logs and CI
     started = time.perf_counter()
-    model.fit(
-        data.train,
-        validation_data=data.validation,
-        epochs=config.epochs,
-        callbacks=standard,
-        verbose=verbose,
-        shuffle=False,  # the pipeline shuffles (finalize)
-    )
+    if distributed.is_multi_worker(model.distribute_strategy):
+        if not distributed.is_chief(model.distribute_strategy):
+            verbose = 0  # the chief reports progress
+        distributed.fit(model, data.train, data.validation, config.epochs, standard, verbose)
+    else:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=config.epochs,
+            callbacks=standard,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles (finalize)
+        )
     seconds = time.perf_counter() - started
     nan = next(callback for callback in standard if isinstance(callback, StopOnNaN))
     if nan.where:

@@ -1,0 +1,533 @@
+"""Time-series anomaly detection: forecasters and autoencoders, scored the way NAB scores them.
+
+Usage:
+    python -m tasks.anomaly_detection train                          # demo: generated series, injected anomalies
+    python -m tasks.anomaly_detection train --data ../shared/data/nab   # the NAB layout (labels found)
+    python -m tasks.anomaly_detection train --data ../shared/data/nab --files "realKnownCause/*" \
+        --model lstm_autoencoder
+    python -m tasks.anomaly_detection train --data series.csv --labels windows.json
+    python -m tasks.anomaly_detection evaluate                       # the same flags find the run
+    python -m tasks.anomaly_detection predict series.csv             # scores CSV + plot in predictions/
+
+Unsupervised: the networks learn normal behaviour; labels only score. Each series is a stream.
+Its probationary period (NAB's: the first `min(floor(0.15 T), 750)` rows) is the only part the
+detector learns from: the normalization (mean and standard deviation) is fitted on it, and the
+training windows are cut from it (the last `--validation-fraction` of them validate). Nothing
+after it is seen before it is scored.
+
+Data: CSV files or folders (`timestamp,value`), the NAB layout (`data/<category>/*.csv` +
+`labels/combined_windows.json`), or `demo` (`tasks.data.series`). Model: a registry series
+network (`conv_forecaster` predicts the next `--horizon` values; `conv_autoencoder` and
+`lstm_autoencoder` reconstruct the window). Loss: mean squared error. Algorithm: AdamW.
+
+Scoring, one graph for evaluation and export: the error at row t is the mean absolute residual
+of the forecast of the rows up to t (or the reconstruction error of the window ending at t); its
+short-term mean (`--averaging-window` rows) is compared with the mean and standard deviation of
+the errors of the `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood);
+the anomaly score is the log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1];
+then, for `--refractory` rows after a score, a later one counts only by how much it exceeds it
+(one alarm per event). The defaults (averaging 2 rows, history 4000, refractory 200) were chosen
+on the NAB files in ../shared/data/nab, the same files the benchmark scores.
+
+Metrics: the NAB score under its three profiles, with the threshold optimized per profile over
+the whole evaluated corpus (NAB's optimizer; with no labelled windows, the threshold is the
+highest score seen in the probationary periods), and window-level precision / recall / F1 at the
+standard profile's threshold. Baselines: null, random (uniform scores) and a rolling z-score of
+the raw values (`--zscore-window` rows).
+"""
+
+import dataclasses
+import json
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import applications
+from applications import autoencoder as series_networks
+from tasks.core import cli
+from tasks.core import data as data_lib
+from tasks.core import export
+from tasks.core import runner
+from tasks.core import training
+from tasks.core.config import TrainConfig
+from tasks.core.config import option
+from tasks.core.errors import UserError
+from tasks.core.runs import write_atomic
+from tasks.data import series as series_readers
+from tasks.metrics import nab
+
+CLIP = 20.0  # normalized values are clipped to +-CLIP standard deviations (of the probationary period)
+CHUNK = 4096  # windows per network call when scoring a long series
+MIN_HISTORY = 32  # rows of past errors before a score is given (before: 0)
+EPSILON = 1e-10  # NAB's log-likelihood floor: a tail probability of 1e-10 scores 1.0
+
+
+@dataclasses.dataclass
+class Config(TrainConfig):
+    epochs: int = option(10, "Passes over the training windows.", minimum=1)
+    batch_size: int = option(64, "Global batch size of training windows.", minimum=1)
+    model: str = option(
+        "conv_forecaster",
+        "A series network of the applications registry: conv_forecaster, conv_autoencoder, lstm_autoencoder.",
+    )
+    labels: str = option("", "A windows JSON (NAB combined_windows.json format); default: labels/ of a NAB folder.")
+    files: str = option("", "Comma-separated keys or globs of the series to use, e.g. 'realKnownCause/*'.")
+    window_length: int = option(64, "Rows per input window.", minimum=2)
+    horizon: int = option(1, "Values the forecaster predicts after each window.", minimum=1)
+    filters: int = option(0, "Convolution channels (0: the builder's default).", minimum=0)
+    units: int = option(0, "LSTM width, lstm_autoencoder only (0: the builder's default).", minimum=0)
+    dropout_rate: float = option(0.0, "Dropout inside the network.", minimum=0.0)
+    averaging_window: int = option(2, "Rows of the short-term mean of the error (NAB's likelihood: 10).", minimum=1)
+    history: int = option(4000, "Rows of past errors whose mean and deviation a new error is compared with.", minimum=2)
+    refractory: int = option(
+        200, "After a score, the next this-many rows score only by how much they exceed it (0: off).", minimum=0
+    )
+    zscore_window: int = option(500, "Rows of the rolling z-score baseline's trailing window.", minimum=2)
+    max_plots: int = option(12, "Series plotted with their windows and detections.", minimum=0, identity=False)
+
+
+@dataclasses.dataclass
+class SeriesData(data_lib.Data):
+    """`Data` plus the corpus: every series is scored in full, its probationary period trained on."""
+
+    corpus: series_readers.Corpus = None
+
+
+# === Data ===
+
+
+def read_corpus(config):
+    """The config's series and windows (`tasks.data.series`)."""
+    kind, value = data_lib.source(config.data)
+    if kind == "tfds":
+        raise UserError("--data tfds:... is not supported for series; "
+                        "use demo, a CSV file or a folder (e.g. NAB).")
+    if kind == "demo":
+        corpus = series_readers.demo_corpus(seed=config.seed)
+        if config.files:
+            keys = series_readers.select([one.key for one in corpus.series], config.files, "demo")
+            corpus.series = [one for one in corpus.series if one.key in keys]
+        return corpus
+    return series_readers.read_corpus(value, labels=config.labels, files=config.files, skip_bad=config.skip_bad)
+
+
+def check_corpus(corpus, config):
+    """Bad input as one line: a series shorter than a window, nothing but constant series."""
+    needed = config.window_length + config.horizon
+    for one in corpus.series:
+        if len(one) < needed:
+            raise UserError(
+                f"{one.key}: {len(one)} rows, fewer than --window-length + --horizon = {needed}; "
+                "lower --window-length or drop the file (--files)."
+            )
+    constant = [one.key for one in corpus.series if np.ptp(one.values) == 0]
+    if len(constant) == len(corpus.series):
+        shown = constant[0] if len(constant) == 1 else f"all {len(constant)} series"
+        raise UserError(f"{shown}: every value is the same ({corpus.series[0].values[0]:g}); "
+                        "an all-constant series has no behaviour to learn.")
+    if constant:
+        corpus.notes.append(f"all-constant series (scored, never alarming on their own): {', '.join(constant)}")
+
+
+def normalize(values):
+    """float (T,) → float32 (T,): standardized by the probationary period's mean and deviation, clipped."""
+    head = values[:max(nab.probationary_length(len(values)), 1)]
+    mean, std = head.mean(), head.std()
+    scale = max(std, 1e-3 * max(abs(mean), 1.0))  # a constant probationary period still scales
+    return np.clip((values - mean) / scale, -CLIP, CLIP).astype(np.float32)
+
+
+def is_forecaster(name):
+    """Whether the registry builder `name` forecasts (takes a horizon) rather than reconstructs."""
+    builder = applications.get(name)
+    return "horizon" in builder.__code__.co_varnames[: builder.__code__.co_argcount]
+
+
+def training_windows(corpus, config):
+    """Windows of each series' probationary period → (inputs (N, W), targets (N, W or H)), split.
+
+    Returns:
+        `(train, validation)`: pairs of arrays; validation is the last `validation_fraction` of
+        each series' windows (in time order), or None.
+    """
+    length, horizon = config.window_length, config.horizon
+    forecast = is_forecaster(config.model)
+    span = length + (horizon if forecast else 0)
+    parts = {"train": ([], []), "validation": ([], [])}
+    for one in corpus.series:
+        head = normalize(one.values)[:nab.probationary_length(len(one))]
+        if len(head) < span:
+            continue
+        frames = np.lib.stride_tricks.sliding_window_view(head, span)  # (N, span)
+        inputs, targets = (frames[:, :length], frames[:, length:]) if forecast else (frames, frames)
+        cut = len(frames) - int(round(config.validation_fraction * len(frames)))
+        for split, rows in (("train", slice(0, cut)), ("validation", slice(cut, None))):
+            parts[split][0].append(inputs[rows])
+            parts[split][1].append(targets[rows])
+    train = tuple(np.concatenate(part) for part in parts["train"]) if parts["train"][0] else None
+    if train is None or not len(train[0]):
+        raise UserError(
+            f"--data {config.data}: no probationary period is as long as --window-length"
+            f"{' + --horizon' if forecast else ''} = {span} rows; lower --window-length."
+        )
+    validation = tuple(np.concatenate(part) for part in parts["validation"])
+    return train, validation if len(validation[0]) else None
+
+
+def load_data(config):
+    """Training windows (probationary periods only), the corpus to score, and the facts export needs."""
+    corpus = read_corpus(config)
+    check_corpus(corpus, config)
+    if config.model not in applications.names():
+        raise UserError(f"--model: Model '{config.model}' is never registered. Series networks: "
+                        "conv_forecaster, conv_autoencoder, lstm_autoencoder.")
+    train, validation = training_windows(corpus, config)
+    make = lambda pair, shuffle: data_lib.finalize(  # noqa: E731
+        tf.data.Dataset.from_tensor_slices(pair), config.batch_size, shuffle=shuffle, seed=config.seed)
+    train_ds = make(train, True)
+    validation_ds = make(validation, False) if validation is not None else None
+    info = {
+        "window_length": config.window_length,
+        "horizon": config.horizon,
+        "averaging_window": config.averaging_window,
+        "history": config.history,
+        "refractory": config.refractory,
+        "num_train": int(len(train[0])),
+        "num_validation": int(len(validation[0])) if validation is not None else 0,
+        "num_series": len(corpus.series),
+        "num_rows": int(sum(len(one) for one in corpus.series)),
+        "num_windows": int(sum(len(one.window_indices()) for one in corpus.series)),
+        "series": [one.key for one in corpus.series],
+        "data_report": corpus.summary(),
+        "probationary": "min(floor(0.15 T), 750) rows: normalization and training windows",
+    }
+    if config.verbose and info["data_report"]:
+        print("Data fixes and notes:\n  " + "\n  ".join(info["data_report"]))
+    return SeriesData(train=train_ds, validation=validation_ds, test=validation_ds or train_ds, info=info,
+                      corpus=corpus)
+
+
+# === Model ===
+
+
+def build_model(config, info):
+    """A registry series network, compiled with mean squared error and the config's optimizer."""
+    try:
+        builder = applications.get(config.model)
+    except ValueError as error:
+        raise UserError(f"--model: {error}")
+    accepted = builder.__code__.co_varnames[: builder.__code__.co_argcount]
+    if "window_length" not in accepted:
+        raise UserError(f"--model {config.model} is not a series network (it takes no window_length).")
+    wanted = {"window_length": info["window_length"], "dropout_rate": config.dropout_rate}
+    for key in ("horizon", "filters", "units"):
+        value = getattr(config, key)
+        if key in accepted and (value or key == "horizon"):
+            wanted[key] = value
+        elif value and key != "horizon":
+            raise UserError(f"--{key} does not apply to --model {config.model}.")
+    try:
+        model = builder(**wanted)
+    except ValueError as error:
+        raise UserError(f"--model {config.model}: {error}")
+    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
+    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss="mse",
+                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    return model
+
+
+# === Scores: errors → a rolling Gaussian tail → [0, 1] ===
+
+
+def _trailing(cumulative, end, size):
+    """Sums over rows [end - size, end) from a zero-prefixed cumulative sum (B, T + 1), and counts."""
+    start = tf.maximum(end - size, 0)
+    return tf.gather(cumulative, end, axis=1) - tf.gather(cumulative, start, axis=1), tf.cast(end - start, cumulative.dtype)
+
+
+def errors_to_scores(errors, averaging_window, history, refractory=0):
+    """Errors (B, T) → anomaly scores (B, T) in [0, 1], each from rows up to its own only.
+
+    z = (mean of the last `averaging_window` errors - mean of the `history` errors before them)
+    / their standard deviation; score = log(Q(z) + 1e-10) / log(1e-10), Q the Gaussian tail.
+    With `refractory` R > 0, a score counts only by how much it exceeds the highest of the R
+    scores before it: one alarm per event, whatever the threshold (NAB credits only the first
+    detection in a window and charges every later one outside it).
+    """
+    errors = tf.cast(errors, tf.float64)
+    steps = tf.shape(errors)[1]
+    zero = tf.zeros_like(errors[:, :1])
+    sums = tf.concat([zero, tf.cumsum(errors, axis=1)], axis=1)  # (B, T + 1)
+    squares = tf.concat([zero, tf.cumsum(tf.square(errors), axis=1)], axis=1)
+    rows = tf.range(steps)
+    recent, count = _trailing(sums, rows + 1, averaging_window)
+    short = recent / count  # (B, T)
+    before = tf.maximum(rows + 1 - averaging_window, 0)  # the history ends where the short mean starts
+    total, seen = _trailing(sums, before, history)
+    total_squares, _ = _trailing(squares, before, history)
+    mean = total / tf.maximum(seen, 1.0)
+    variance = tf.maximum(total_squares / tf.maximum(seen, 1.0) - tf.square(mean), 0.0)
+    std = tf.maximum(tf.sqrt(variance), 1e-4 + 1e-3 * tf.abs(mean))
+    z = (short - mean) / std
+    tail = 0.5 * tf.math.erfc(z / np.sqrt(2.0))
+    scores = tf.math.log(tail + EPSILON) / np.log(EPSILON)
+    scores = tf.where(seen[None, :] >= MIN_HISTORY, scores, tf.zeros_like(scores))
+    scores = tf.cast(tf.clip_by_value(scores, 0.0, 1.0), tf.float32)
+    if refractory:
+        return suppress_repeats(scores, refractory)
+    return scores
+
+
+def suppress_repeats(scores, refractory):
+    """scores (B, T) → max(0, s_t - max(s_{t-R}, ..., s_{t-1})), causal."""
+    before = tf.concat([tf.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1)  # (B, T): s_{t-1}
+    padded = tf.pad(before, [[0, 0], [refractory - 1, 0]])[:, :, None]  # (B, T + R - 1, 1)
+    recent = tf.nn.max_pool1d(padded, ksize=refractory, strides=1, padding="VALID")[:, :, 0]  # (B, T)
+    return tf.maximum(scores - recent, 0.0)
+
+
+def series_errors(model, series, window_length, horizon, forecast):
+    """Raw series (B, T) float32 → per-row errors (B, T): normalization, windows, network, residuals.
+
+    Every series is standardized by its own probationary period and left-padded with its first
+    value, so row t's window (or the forecast of rows t-H+1..t) uses rows up to t only.
+    """
+    series = tf.cast(series, tf.float32)
+    steps = tf.shape(series)[1]
+    probation = tf.maximum(tf.minimum(tf.cast(tf.floor(0.15 * tf.cast(steps, tf.float32)), tf.int32), 750), 1)
+    head = series[:, :probation]
+    mean = tf.reduce_mean(head, axis=1, keepdims=True)
+    std = tf.math.reduce_std(head, axis=1, keepdims=True)
+    scale = tf.maximum(std, 1e-3 * tf.maximum(tf.abs(mean), 1.0))
+    values = tf.clip_by_value((series - mean) / scale, -CLIP, CLIP)  # (B, T)
+    span = window_length + (horizon if forecast else 0)
+    padded = tf.concat([tf.repeat(values[:, :1], span - 1, axis=1), values], axis=1)  # (B, T + span - 1)
+    frames = tf.signal.frame(padded, span, 1, axis=1)  # (B, T, span): frame t ends at row t
+    flat = tf.reshape(frames, [-1, span])
+    count = tf.shape(flat)[0]
+    chunks = (count + CHUNK - 1) // CHUNK
+    flat = tf.pad(flat, [[0, chunks * CHUNK - count], [0, 0]])
+    inputs = tf.reshape(flat[:, :window_length], [chunks, CHUNK, window_length])
+    outputs = tf.map_fn(lambda chunk: tf.cast(model(chunk, training=False), tf.float32), inputs,
+                        fn_output_signature=tf.TensorSpec([CHUNK, None], tf.float32))
+    outputs = tf.reshape(outputs, [chunks * CHUNK, -1])[:count]
+    targets = flat[:count, window_length:] if forecast else flat[:count, :window_length]
+    errors = tf.reduce_mean(tf.abs(outputs - targets), axis=1)
+    return tf.reshape(errors, tf.shape(series))
+
+
+def scorer(model, info):
+    """A function raw series (B, T) → {"anomaly_score", "error"} (B, T), for one trained model."""
+    forecast = series_networks.objective(model) == "forecast"
+
+    def score(series):
+        errors = series_errors(model, series, info["window_length"], info["horizon"], forecast)
+        scores = errors_to_scores(errors, info["averaging_window"], info["history"], info["refractory"])
+        return {"anomaly_score": scores,
+                "error": errors}
+
+    return score
+
+
+def detector_scores(model, corpus, info):
+    """Anomaly scores (T_i,) of every series of the corpus, one traced graph for all lengths."""
+    score = tf.function(scorer(model, info), input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    return [score(tf.constant(one.values[None], tf.float32))["anomaly_score"].numpy()[0] for one in corpus.series]
+
+
+# === Baselines ===
+
+
+def rolling_zscore_scores(values, window):
+    """|x_t - mean| / std of the `window` rows before t → the same log-scaled (two-sided) tail."""
+    values = np.asarray(values, np.float64)
+    sums = np.r_[0.0, np.cumsum(values)]
+    squares = np.r_[0.0, np.cumsum(values ** 2)]
+    rows = np.arange(len(values))
+    start = np.maximum(rows - window, 0)
+    seen = np.maximum(rows - start, 1)
+    mean = (sums[rows] - sums[start]) / seen
+    std = np.sqrt(np.maximum((squares[rows] - squares[start]) / seen - mean ** 2, 0.0))
+    std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0))
+    z = np.abs(values - mean) / std
+    tail = np.exp(_log_erfc(z / np.sqrt(2.0)))  # two-sided P(|Z| >= z)
+    scores = np.clip(np.log(tail + EPSILON) / np.log(EPSILON), 0.0, 1.0)
+    scores[rows - start < MIN_HISTORY] = 0.0
+    return scores
+
+
+def _log_erfc(x):
+    from scipy import special
+
+    return np.log(np.maximum(special.erfc(x), 1e-300))
+
+
+def detector_metrics(scores, corpus, thresholds=None):
+    """NAB scores under every profile and window-level P/R/F1 at the standard threshold."""
+    windows = [one.window_indices() for one in corpus.series]
+    if not any(windows):
+        # No labels: NAB is undefined; the threshold is the highest score of the probationary periods.
+        threshold = (thresholds or {}).get("standard")
+        if threshold is None:
+            heads = [s[MIN_HISTORY:nab.probationary_length(len(s))] for s in scores]
+            threshold = float(max((h.max() for h in heads if len(h)), default=1.0)) + 1e-6
+        detections = [s >= threshold for s in scores]
+        events = sum(int((d & ~np.r_[False, d[:-1]])[nab.probationary_length(len(d)):].sum()) for d in detections)
+        return {"thresholds": {"standard": threshold}, "threshold_rule": "probationary maximum",
+                "detection_events": events, "note": "no labelled windows: NAB and window metrics undefined"}
+    profiles = nab.all_profiles(scores, windows, thresholds)
+    result = {f"nab_{name}": profiles[name]["score"] for name in nab.PROFILES}
+    standard = profiles["standard"]["threshold"]
+    result.update(nab.window_metrics([s >= standard for s in scores], windows))
+    result["thresholds"] = {name: profiles[name]["threshold"] for name in nab.PROFILES}
+    result["threshold_rule"] = "NAB optimizer over the corpus" if thresholds is None else "given"
+    result["profiles"] = profiles
+    return result
+
+
+def baseline(config, data):
+    """Rolling z-score (the baseline beside each metric), with null and random detectors nested."""
+    corpus = data.corpus
+    rng = np.random.default_rng(config.seed)
+    detectors = {
+        "null": [np.zeros(len(one)) for one in corpus.series],
+        "random": [rng.uniform(0.0, 1.0, len(one)) for one in corpus.series],
+        "rolling_zscore": [rolling_zscore_scores(one.values, config.zscore_window) for one in corpus.series],
+    }
+    results = {name: detector_metrics(scores, corpus) for name, scores in detectors.items()}
+    result = {"name": f"rolling z-score ({config.zscore_window} rows)", **results["rolling_zscore"]}
+    result["null"], result["random"] = results["null"], results["random"]
+    if config.verbose and "nab_standard" in result:
+        print("Baselines (NAB score per profile: standard / low FP / low FN):")
+        for name, metrics in results.items():
+            print(f"  {name:<16} " + " / ".join(f"{metrics[f'nab_{p}']:.2f}" for p in nab.PROFILES))
+    return result
+
+
+# === Evaluation and pictures ===
+
+
+def evaluate(model, data, config, plots_dir=None):
+    """NAB scores (three profiles, thresholds optimized over the corpus) and window P/R/F1.
+
+    The thresholds found here travel with the model: into `info` (so the export's `detection`
+    output uses the standard one) and into the run's info.json (for a later `export`).
+    """
+    scores = detector_scores(model, data.corpus, data.info)
+    result = detector_metrics(scores, data.corpus)
+    data.info["thresholds"] = result["thresholds"]
+    if plots_dir is not None:
+        plots_dir = pathlib.Path(plots_dir)
+        info_file = plots_dir.parent / "info.json"
+        if info_file.is_file():
+            write_atomic(info_file, json.dumps(data.info, indent=2) + "\n")
+        threshold = result["thresholds"]["standard"]
+        for one, series_scores in list(zip(data.corpus.series, scores))[:config.max_plots]:
+            name = one.key.replace("/", "__").removesuffix(".csv")
+            plot_series(one, series_scores, threshold, plots_dir / "series" / f"{name}.png")
+    return result
+
+
+def plot_series(one, scores, threshold, path, title=None):
+    """The series with its labelled windows (red bands), probationary period (grey) and detections."""
+    from tasks.core import plots  # noqa: F401  (sets the headless Agg backend first)
+    import matplotlib.pyplot as plt
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.arange(len(one))
+    detected = scores >= threshold
+    detected[:nab.probationary_length(len(one))] = False
+    starts = np.flatnonzero(detected & ~np.r_[False, detected[:-1]])
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.2), sharex=True, height_ratios=[3, 1.4])
+    top.plot(rows, one.values, lw=0.7, color="tab:blue")
+    for axis in (top, bottom):
+        axis.axvspan(0, nab.probationary_length(len(one)), color="grey", alpha=0.15, lw=0)
+        for first, last in one.window_indices():
+            axis.axvspan(first, last, color="tab:red", alpha=0.18, lw=0)
+    top.scatter(starts, one.values[starts], color="red", marker="v", s=36, zorder=3, label="detection")
+    top.set_title(title or f"{one.key}: windows (red), probationary (grey), {len(starts)} detection(s)", fontsize=9)
+    bottom.plot(rows, scores, lw=0.7, color="black")
+    bottom.axhline(threshold, color="red", lw=0.8, ls="--")
+    bottom.set_ylim(0, 1.02)
+    bottom.set_ylabel("score")
+    bottom.set_xlabel("row")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+# === Export and predict ===
+
+
+def serving(model, info):
+    """`serving_default`: raw series float32 (B, T) → anomaly_score, error (B, T) and detection (B, T).
+
+    The rows of one batch share a length; each is normalized by its own probationary period.
+    `detection` is `anomaly_score >= ` the standard profile's threshold found in evaluation.
+    """
+    score = scorer(model, info)
+    threshold = float((info.get("thresholds") or {}).get("standard", 1.0))
+
+    def serve(series):
+        outputs = score(series)
+        outputs["detection"] = outputs["anomaly_score"] >= threshold
+        return outputs
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(3 * info["window_length"] + 200)
+    example = (np.sin(steps / 8.0)[None] + rng.normal(0, 0.1, (2, len(steps)))).astype(np.float32)
+    example[1, -40] += 5.0
+    signature = [tf.TensorSpec([None, None], tf.float32, name="series")]
+    return [export.Endpoint("serving_default", serve, signature, [example])]
+
+
+def predict(inputs, model_path, output_dir="predictions"):
+    """Scores each CSV with the exported model: one line each, a scores CSV and a plot."""
+    path = export.latest(model_path)
+    info = json.loads((path / "assets" / "info.json").read_text())
+    threshold = float((info.get("thresholds") or {}).get("standard", 1.0))
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    output = pathlib.Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    needed = info["window_length"] + info["horizon"]
+    for name in inputs:
+        file = pathlib.Path(name)
+        if not file.is_file():
+            raise UserError(f"{name}: no such CSV file.")
+        one = series_readers.read_csv(file)
+        if len(one) < needed:
+            raise UserError(f"{name}: {len(one)} rows, fewer than the model's window + horizon = {needed}.")
+        out = signature(series=tf.constant(one.values[None], tf.float32))
+        scores = out["anomaly_score"].numpy()[0]
+        detected = out["detection"].numpy()[0]
+        detected[:nab.probationary_length(len(one))] = False
+        starts = np.flatnonzero(detected & ~np.r_[False, detected[:-1]])
+        lines = ["timestamp,value,anomaly_score,detection"] + [
+            f"{str(t).replace('T', ' ')},{v:.10g},{s:.6f},{int(d)}"
+            for t, v, s, d in zip(one.timestamps, one.values, scores, detected)
+        ]
+        write_atomic(output / f"{file.stem}_scores.csv", "\n".join(lines) + "\n")
+        plot_series(one, scores, threshold, output / f"{file.stem}.png")
+        fixes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in one.report.items() if v)
+        when = ", ".join(str(one.timestamps[i]).replace("T", " ") for i in starts[:5])
+        print(f"{name}\t{len(one)} rows\t{len(starts)} detection(s) at threshold {threshold:.4f}"
+              + (f": {when}{' ...' if len(starts) > 5 else ''}" if len(starts) else "")
+              + (f"\t(fixed: {fixes})" if fixes else ""))
+    return path
+
+
+# === Train ===
+
+
+def train(config, fresh=False):
+    """The whole job: data → model → fit → evaluate + baseline → export. Returns the model."""
+    return runner.train(sys.modules[__name__], config, fresh=fresh)
+
+
+if __name__ == "__main__":
+    cli.main(sys.modules[__name__])

@@ -1,0 +1,208 @@
+"""Anomaly detection: scores, baselines, the demo run end to end, export and predict, bad input, NAB."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_model)
+from tasks import anomaly_detection as ad
+from tasks.core import cli
+from tasks.core.errors import UserError
+from tasks.data import series as series_readers
+from tests import helpers
+from tests.helpers import assert_one_line_error
+
+# A tiny forecaster on the demo series: seconds, enough to exercise every verb.
+TINY = {"epochs": 2, "window_length": 32, "filters": 8, "verbose": 0, "max_plots": 3}
+
+
+def tiny_config(tmp_path, **overrides):
+    return ad.Config(runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"),
+                     **{**TINY, **overrides})
+
+
+def write_csv(path, values, start="2020-01-01T00:00:00"):
+    stamps = np.datetime64(start, "s") + np.arange(len(values)) * np.timedelta64(300, "s")
+    lines = ["timestamp,value"] + [f"{str(t).replace('T', ' ')},{v}" for t, v in zip(stamps, values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One training run on the demo series (in process) and its export."""
+    workdir = tmp_path_factory.mktemp("anomaly_detection")
+    config = tiny_config(workdir)
+    model = ad.train(config)
+    (run,) = (workdir / "runs" / "anomaly_detection").iterdir()
+    return workdir, config, model, run
+
+
+# === Scores ===
+
+
+def test_errors_to_scores_flag_a_jump_once_and_stay_in_the_unit_interval():
+    rng = np.random.default_rng(0)
+    errors = np.abs(rng.normal(0, 1, (1, 1500))).astype(np.float32)
+    errors[0, 1000] = 12.0
+    plain = ad.errors_to_scores(errors, averaging_window=1, history=500).numpy()[0]
+    assert plain.min() >= 0.0 and plain.max() <= 1.0
+    assert plain[1000] > 0.99 and np.median(plain[100:]) < 0.1
+    assert (plain[:ad.MIN_HISTORY] == 0).all()  # no history yet: no score
+    once = ad.errors_to_scores(errors, averaging_window=3, history=500, refractory=50).numpy()[0]
+    assert once[1000] > 0.5
+    assert once[1001:1003].max() < 0.1  # still high errors, but no new alarm inside the refractory span
+    np.testing.assert_allclose(ad.suppress_repeats(tf.constant([[0.2, 0.5, 0.4, 0.9, 0.1]]), 2).numpy(),
+                               [[0.2, 0.3, 0.0, 0.4, 0.0]], atol=1e-6)
+
+
+def test_rolling_zscore_baseline_flags_a_spike():
+    rng = np.random.default_rng(1)
+    values = rng.normal(10, 1, 2000)
+    values[1500] += 15
+    scores = ad.rolling_zscore_scores(values, window=200)
+    assert scores[1500] > 0.99 and np.median(scores[300:]) < 0.2
+    assert (scores[:ad.MIN_HISTORY] == 0).all()
+
+
+def test_scores_never_see_the_future(demo_run):
+    _, _, model, run = demo_run
+    info = json.loads((run / "info.json").read_text())
+    score = ad.scorer(model, info)
+    values = series_readers.demo_series("none", seed=3).values[None].astype(np.float32)
+    changed = values.copy()
+    changed[0, 1500:] += 100.0  # after the probationary period (450 rows): the future
+    before = score(tf.constant(values))["anomaly_score"].numpy()
+    after = score(tf.constant(changed))["anomaly_score"].numpy()
+    np.testing.assert_allclose(after[0, :1500], before[0, :1500], atol=1e-6)
+    assert after[0, 1500] > 0.5  # ... and the jump itself is seen when it comes
+    assert before.min() >= 0.0 and before.max() <= 1.0
+
+
+def test_without_labels_the_threshold_comes_from_the_probationary_period():
+    one = series_readers.demo_series("spike", seed=0)
+    one.windows = []
+    scores = np.zeros(len(one))
+    scores[100] = 0.3  # inside the probationary period (450 rows): sets the threshold
+    scores[[2000, 2001, 2500]] = [0.5, 0.6, 0.2]
+    result = ad.detector_metrics([scores], series_readers.Corpus([one]))
+    assert result["threshold_rule"] == "probationary maximum"
+    assert result["thresholds"]["standard"] == pytest.approx(0.3, abs=1e-5)
+    assert result["detection_events"] == 1 and "nab_standard" not in result
+
+
+# === The demo run: metrics beside baselines, plots, export, predict ===
+
+
+def test_demo_run_reports_nab_beside_null_random_and_zscore(demo_run):
+    _, _, _, run = demo_run
+    record = json.loads((run / "metrics.json").read_text())
+    metrics, baseline = record["metrics"], record["baseline"]
+    for key in ("nab_standard", "nab_reward_low_FP_rate", "nab_reward_low_FN_rate", "window_f1"):
+        assert key in metrics and key in baseline
+    assert baseline["name"].startswith("rolling z-score")
+    assert baseline["null"]["nab_standard"] == pytest.approx(0.0)
+    assert metrics["nab_standard"] > baseline["random"]["nab_standard"]
+    assert metrics["threshold_rule"] == "NAB optimizer over the corpus"
+    info = json.loads((run / "info.json").read_text())
+    assert set(info["thresholds"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert len(list((run / "plots" / "series").glob("*.png"))) == 3
+    assert (run / "plots" / "training_curves.png").is_file()
+
+
+def test_export_and_predict_give_the_in_process_scores(demo_run, tmp_path, capsys):
+    workdir, _, model, run = demo_run
+    export_root = workdir / "saved_models" / "anomaly_detection"
+    (version,) = export_root.iterdir()
+    assets = json.loads((version / "assets" / "info.json").read_text())
+    assert "thresholds" in assets
+    values = series_readers.demo_series("level_shift", seed=11).values
+    csv = write_csv(tmp_path / "shift.csv", values)
+    ad.predict([str(csv)], str(export_root), str(tmp_path / "out"))
+    line = capsys.readouterr().out
+    assert "shift.csv\t3000 rows\t" in line and "detection(s) at threshold" in line
+    rows = (tmp_path / "out" / "shift_scores.csv").read_text().splitlines()
+    assert rows[0] == "timestamp,value,anomaly_score,detection" and len(rows) == 3001
+    predicted = np.array([float(row.split(",")[2]) for row in rows[1:]])
+    expected = ad.scorer(model, assets)(tf.constant(values[None], tf.float32))["anomaly_score"].numpy()[0]
+    np.testing.assert_allclose(predicted, expected, atol=1e-5)
+    assert (tmp_path / "out" / "shift.png").is_file()
+
+
+def test_help_lists_every_config_field(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(ad, ["train", "--help"])
+    text = capsys.readouterr().out
+    for field in ("--window-length", "--horizon", "--averaging-window", "--history", "--refractory",
+                  "--zscore-window", "--labels", "--files", "--model", "--max-plots"):
+        assert field in text
+
+
+# === Bad input ===
+
+
+def test_a_series_shorter_than_the_window_is_one_clear_error(tmp_path):
+    csv = write_csv(tmp_path / "short.csv", np.arange(20.0))
+    with pytest.raises(UserError, match=r"short.csv: 20 rows, fewer than --window-length \+ --horizon = 65"):
+        ad.load_data(ad.Config(data=str(csv)))
+
+
+def test_an_all_constant_series_is_one_clear_error(tmp_path):
+    csv = write_csv(tmp_path / "flat.csv", np.full(500, 7.0))
+    with pytest.raises(UserError, match=r"flat.csv: every value is the same \(7\)"):
+        ad.load_data(ad.Config(data=str(csv)))
+
+
+def test_non_numeric_values_and_labels_naming_a_missing_file_are_clear_errors(tmp_path):
+    csv = write_csv(tmp_path / "words.csv", np.arange(200.0))
+    lines = csv.read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",n/a!"
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"words.csv, line 6: value 'n/a!' is not a number"):
+        ad.load_data(ad.Config(data=str(csv)))
+    good = write_csv(tmp_path / "good.csv", np.sin(np.arange(300.0)))
+    labels = tmp_path / "windows.json"
+    labels.write_text(json.dumps({"missing.csv": [["2020-01-01 01:00:00", "2020-01-01 02:00:00"]]}))
+    with pytest.raises(UserError, match="labels name 'missing.csv', which is not a file"):
+        ad.load_data(ad.Config(data=str(good), labels=str(labels)))
+
+
+@pytest.mark.subprocess
+def test_cli_file_without_a_value_column_is_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,reading\n2020-01-01 00:00:00,1\n")
+    result = helpers.run_cli("anomaly_detection", "train", "--data", bad, cwd=tmp_path)
+    assert_one_line_error(result, "bad.csv", "no 'value' column")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved_models").exists()
+
+
+# === Real data: NAB ===
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_nab_known_cause_beats_the_rolling_zscore_and_the_export_agrees(shared_data, tmp_path):
+    """realKnownCause (7 files, 69,561 rows): NAB standard score above the z-score's by > 5 points."""
+    config = ad.Config(data=str(shared_data / "nab"), files="realKnownCause/*", runs_dir=str(tmp_path / "runs"),
+                       export_dir=str(tmp_path / "saved_models"), verbose=0, max_plots=2)
+    model = ad.train(config)
+    (run,) = (tmp_path / "runs" / "anomaly_detection").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    ours, zscore = record["metrics"]["nab_standard"], record["baseline"]["nab_standard"]
+    assert ours > zscore + 5.0, (ours, zscore)
+    assert ours > record["baseline"]["random"]["nab_standard"] + 5.0
+    # The SavedModel, reloaded by `predict` in a fresh process, gives the in-process scores.
+    csv = shared_data / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv"
+    result = helpers.run_cli("anomaly_detection", "predict", csv, "--model",
+                             tmp_path / "saved_models" / "anomaly_detection", "--output", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "out" / "nyc_taxi_scores.csv").read_text().splitlines()[1:]
+    predicted = np.array([float(row.split(",")[2]) for row in rows])
+    info = json.loads((run / "info.json").read_text())
+    one = series_readers.read_csv(csv)
+    expected = ad.scorer(model, info)(tf.constant(one.values[None], tf.float32))["anomaly_score"].numpy()[0]
+    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    assert isinstance(keras.saving.load_model(run / "model.keras"), keras.Model)

@@ -1,0 +1,198 @@
+"""Multi-worker training: the cluster from TF_CONFIG / Slurm, its errors, and two real workers."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tasks.core import distributed
+from tasks.core.errors import UserError
+from tests.conftest import REPO
+from tests.helpers import assert_one_line_error
+from tests.helpers import run_cli
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tf_config(ports, index):
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
+# === The cluster spec ===
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", "not valid JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "index 2 is out of range"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": -1}}', "out of range"),
+    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "at least one worker"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}', "jobs ps"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', '"type": "worker"'),
+    ('{"cluster": {"worker": ["nocolon"]}, "task": {"type": "worker", "index": 0}}', "not host:port"),
+    ("[1, 2]", "JSON object"),
+])
+def test_malformed_tf_config_is_one_clear_error(monkeypatch, text, words):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(UserError, match=re.escape(words)):
+        distributed.cluster_spec()
+
+
+def test_cluster_spec_reads_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config([1111, 2222], 1))
+    assert distributed.cluster_spec() == (["127.0.0.1:1111", "127.0.0.1:2222"], 1)
+
+
+def test_no_cluster_at_all_says_what_is_needed(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(UserError, match="needs TF_CONFIG"):
+        distributed.cluster_spec()
+
+
+def test_slurm_allocation_is_used_without_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+
+    class FakeResolver:
+        task_id = 1
+
+        def cluster_spec(self):
+            import tensorflow as tf
+            return tf.train.ClusterSpec({"worker": ["node1:8888", "node2:8888"]})
+
+    import tensorflow as tf
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "SlurmClusterResolver", FakeResolver)
+    assert distributed.cluster_spec() == (["node1:8888", "node2:8888"], 1)
+
+
+def test_slurm_failure_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
+    with pytest.raises(UserError, match="Slurm allocation"):
+        distributed.cluster_spec()
+
+
+def test_a_peer_that_never_answers_times_out():
+    (port,) = free_ports(1)
+    started = time.monotonic()
+    with pytest.raises(UserError, match=f"127.0.0.1:{port} did not answer within 1 s"):
+        distributed.wait_for_peers([f"127.0.0.1:{port}"], timeout=1)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.subprocess
+def test_cli_bad_tf_config_and_missing_peer(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    result = run_cli("classification", "train", "--strategy", "multi_worker", cwd=tmp_path)
+    assert_one_line_error(result, "TF_CONFIG", "JSON")
+    monkeypatch.setenv("TF_CONFIG", tf_config(free_ports(2), 0))
+    started = time.monotonic()
+    result = run_cli(
+        "classification", "train", "--strategy", "multi_worker", "--cluster-timeout", "3", cwd=tmp_path
+    )
+    assert_one_line_error(result, "did not answer within 3 s")
+    assert time.monotonic() - started < 120
+    assert not (tmp_path / "saved_models").exists()
+
+
+# === Two workers on this machine ===
+
+
+def start_cluster(task, args, cwd, num_workers=2):
+    ports = free_ports(num_workers)
+    processes = []
+    for index in range(num_workers):
+        env = {
+            **os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": tf_config(ports, index),
+        }
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", f"tasks.{task}", "train", "--strategy", "multi_worker", *map(str, args)],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    return processes
+
+
+def finish(processes, timeout=900):
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=timeout)
+        assert process.returncode == 0, stderr[-3000:]
+        outputs.append(stdout)
+    return outputs
+
+
+def final_digests(outputs):
+    return [re.search(r"Worker (\d+): final weights (\w+)", out).group(2) for out in outputs]
+
+
+def losses(run_dir):
+    rows = (run_dir / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    return [float(dict(zip(header, row.split(",")))["loss"]) for row in rows[1:] if not row.startswith("epoch")]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_two_workers_classification_resume_identical_weights_and_chief_export(tmp_path):
+    args = ["--epochs", 4, "--run-name", "mw", "--batch-size", 32]
+    run_dir = tmp_path / "runs" / "classification" / "mw"
+    # First launch: worker 1 is killed as soon as the first epoch is backed up; the chief
+    # notices the lost peer and stops with one line and exit code 4.
+    processes = start_cluster("classification", args, tmp_path)
+    metadata = run_dir / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    while not metadata.is_file() and time.monotonic() < deadline and processes[0].poll() is None:
+        time.sleep(0.2)
+    assert metadata.is_file(), processes[0].communicate()[1][-3000:]
+    processes[1].send_signal(signal.SIGKILL)
+    processes[1].wait()
+    _, stderr = processes[0].communicate(timeout=600)
+    assert processes[0].returncode == 4, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "resume from the last backup" in errors[0] and "Traceback" not in stderr
+    assert not (tmp_path / "saved_models").exists()
+
+    # Second launch resumes from the backup and finishes.
+    outputs = finish(start_cluster("classification", args, tmp_path))
+    assert "Resuming" in outputs[0]
+    first, second = final_digests(outputs)
+    assert first == second  # every worker ends with the same weights, bit for bit
+    curve = losses(run_dir)
+    assert len(curve) == 4 and curve[-1] < curve[0]
+    # Only the chief wrote: one run folder, one export.
+    assert [p.name for p in (tmp_path / "runs" / "classification").iterdir()] == ["mw"]
+    assert [p.name for p in (tmp_path / "saved_models" / "classification").iterdir()] == ["1"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["metrics"]["accuracy"] > metrics["baseline"]["accuracy"] + 0.3
+    assert metrics["config"]["strategy"] == "multi_worker"
+
+    # The export answers like the trained Keras model, as on the single-worker path.
+    import keras
+    import tensorflow as tf
+
+    import tasks.classification  # noqa: F401  (registers the package's custom objects)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    served = tf.saved_model.load(str(tmp_path / "saved_models" / "classification" / "1"))
+    shape = json.loads((run_dir / "info.json").read_text())["image_shape"]
+    batch = np.random.default_rng(0).integers(0, 256, (8, *shape), dtype=np.uint8)
+    expected = tf.nn.softmax(model.predict(batch.astype("float32"), verbose=0)).numpy()
+    got = served.signatures["classify_images"](images=tf.constant(batch))["probabilities"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
