@@ -24,3 +24,5 @@ from applications import unet  # noqa: E402,F401
 from applications import gpt  # noqa: E402,F401
 from applications import lstm_lm  # noqa: E402,F401
 from applications import autoencoder  # noqa: E402,F401
+from applications import yolo  # noqa: E402,F401
+from applications import rpn  # noqa: E402,F401

@@ -1,0 +1,553 @@
+"""Object-detection datasets in their standard formats, and box-aware augmentation.
+
+Usage:
+
+    from tasks.data import boxes
+
+    data = boxes.read_boxes("../shared/data/bccd")      # Pascal VOC: Annotations/, JPEGImages/, ImageSets/Main/
+    split = data.splits["train"]  # images [uint8 (H, W, 3)], boxes [(n, 4) x1 y1 x2 y2 px], classes [(n,)]
+    data.class_names, data.clipped, data.dropped        # boxes clipped to / dropped as outside the image
+    boxes.read_boxes("coco/annotations/instances_val2017.json")   # COCO JSON
+    boxes.read_boxes("yolo_dataset")                     # YOLO txt: images/[split/]*.jpg, labels/[split/]*.txt, classes.txt
+    boxes.demo_scenes()                                  # generated scenes of shapes, offline
+
+Layouts `read_boxes` detects:
+
+    root/Annotations/*.xml + root/JPEGImages/ [+ root/ImageSets/Main/{train,val,test}.txt]  (VOC;
+        root may also hold one such folder, e.g. VOCdevkit/VOC2007 or bccd/BCCD)
+    a COCO .json file, or a folder of them (split from the name: *train*, *val*, *test*), with
+        images at <folder>/<file_name>, <folder>/images/<file_name> or <folder>/<split stem>/<file_name>
+    root/images/[train|val|test/]*.jpg + root/labels/[...]/*.txt ("class cx cy w h", normalized)
+        with class names in root/classes.txt, obj.names or data.yaml (`names:`)
+
+Boxes partly outside the image are clipped to it; boxes of zero area (after clipping) are dropped;
+both are counted (`BoxData.clipped`, `BoxData.dropped`). An image without objects is a valid
+negative. Every other problem (malformed XML/JSON/txt, a missing or corrupt image, an unknown
+class name) raises `UserError` naming the file, or under `skip_bad=True` skips the image and
+lists it in `BoxData.skipped`.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import json
+import pathlib
+import re
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from PIL import ImageDraw
+
+from tasks.core.errors import UserError
+from tasks.data import images as image_readers
+
+SPLIT_NAMES = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad images"
+EXPECTED_LAYOUTS = (
+    "expected Pascal VOC (Annotations/*.xml, JPEGImages/, ImageSets/Main/*.txt), a COCO .json file "
+    "(or a folder of them), or YOLO txt (images/ and labels/ with classes.txt or data.yaml)"
+)
+FILL = 114.0  # grey of padding (letterbox) and of pixels uncovered by augmentation
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: images uint8 (H, W, 3), boxes float32 (n, 4) `[x_min, y_min, x_max, y_max]` in
+    pixels, classes int32 (n,), and a name per image."""
+
+    images: list
+    boxes: list
+    classes: list
+    names: list
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, indices):
+        return Split(*([values[i] for i in indices] for values in (self.images, self.boxes, self.classes, self.names)))
+
+
+@dataclasses.dataclass
+class BoxData:
+    """A detection dataset: splits ("train" always; "validation", "test" when the data has them)."""
+
+    splits: dict
+    class_names: list
+    skipped: list = dataclasses.field(default_factory=list)  # (where, reason)
+    clipped: int = 0  # boxes clipped to the image
+    dropped: int = 0  # boxes of zero area (after clipping) dropped
+
+
+@dataclasses.dataclass
+class _Record:
+    """One annotated image before decoding: objects as (class name or id, x1, y1, x2, y2)."""
+
+    split: str
+    name: str
+    image_path: pathlib.Path
+    objects: list
+    where: str
+    normalized: bool = False  # YOLO txt: coordinates are fractions of the image size
+
+
+# === Entry point ===
+
+
+def read_boxes(path, class_names=None, skip_bad=False):
+    """Reads a detection dataset in any layout of the module docstring.
+
+    Args:
+        path: str or path. A folder or a COCO .json file.
+        class_names: list of str or None. The classes, in order; an object of another class is
+            an error (VOC, COCO by name). None: every class the annotations name, sorted.
+        skip_bad: bool. Skip (and list) bad images instead of raising. Defaults to False.
+
+    Returns:
+        A `BoxData`.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UserError(f"no such file or directory: {path}; {EXPECTED_LAYOUTS}")
+    if path.is_file():
+        if path.suffix.lower() != ".json":
+            raise UserError(f"{path} is a single file but not COCO .json; {EXPECTED_LAYOUTS}")
+        return read_coco([path], class_names, skip_bad)
+    voc = _find_voc_root(path)
+    if voc is not None:
+        return read_voc(voc, class_names, skip_bad)
+    jsons = sorted(path.glob("*.json")) or sorted((path / "annotations").glob("*.json"))
+    if jsons:
+        return read_coco(jsons, class_names, skip_bad)
+    if (path / "labels").is_dir() and (path / "images").is_dir():
+        return read_yolo(path, class_names, skip_bad)
+    raise UserError(f"no detection dataset in {path}; {EXPECTED_LAYOUTS}")
+
+
+def _find_voc_root(path):
+    if (path / "Annotations").is_dir():
+        return path
+    inner = [child for child in sorted(path.iterdir()) if child.is_dir() and (child / "Annotations").is_dir()]
+    return inner[0] if len(inner) == 1 else None
+
+
+# === Pascal VOC ===
+
+
+def read_voc(root, class_names=None, skip_bad=False):
+    """Pascal VOC: `Annotations/<id>.xml`, `JPEGImages/`, splits from `ImageSets/Main/<split>.txt`."""
+    root = pathlib.Path(root)
+    sets = root / "ImageSets" / "Main"
+    ids = {}
+    for stem, split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        if (sets / f"{stem}.txt").is_file():
+            ids[split] = [line.split()[0] for line in (sets / f"{stem}.txt").read_text().splitlines() if line.strip()]
+    if "train" not in ids and (sets / "trainval.txt").is_file():
+        ids["train"] = [line.split()[0] for line in (sets / "trainval.txt").read_text().splitlines() if line.strip()]
+    if "train" not in ids:  # no split files: every annotation is training data
+        ids = {"train": sorted(xml.stem for xml in (root / "Annotations").glob("*.xml"))}
+    records, bad = [], []
+    for split, names in ids.items():
+        for name in names:
+            xml = root / "Annotations" / f"{name}.xml"
+            try:
+                records.append(_parse_voc_xml(xml, root, split, name))
+            except _BadRecord as error:
+                bad.append((str(xml), str(error)))
+    return _assemble(records, bad, class_names, skip_bad)
+
+
+class _BadRecord(Exception):
+    """A bad annotation or image: raised as `UserError`, or skipped under skip_bad."""
+
+
+def _parse_voc_xml(xml, root, split, name):
+    if not xml.is_file():
+        listed = "val" if split == "validation" else split
+        raise _BadRecord(f"annotation file is missing (listed in ImageSets/Main/{listed}.txt)")
+    try:
+        tree = ElementTree.parse(xml).getroot()
+    except ElementTree.ParseError as error:
+        raise _BadRecord(f"malformed XML ({error})")
+    filename = (tree.findtext("filename") or "").strip()
+    image_path = root / "JPEGImages" / filename if filename else None
+    if image_path is None or not image_path.is_file():
+        candidates = [root / "JPEGImages" / f"{name}{ext}" for ext in IMAGE_EXTENSIONS]
+        found = next((candidate for candidate in candidates if candidate.is_file()), None)
+        if found is None:
+            raise _BadRecord(f"its image {image_path or candidates[0]} is missing")
+        image_path = found
+    objects = []
+    for index, element in enumerate(tree.findall("object"), start=1):
+        label = (element.findtext("name") or "").strip()
+        box = element.find("bndbox")
+        try:
+            coords = [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+        except (AttributeError, TypeError, ValueError):
+            raise _BadRecord(f"object {index} ({label or 'no name'}) has no numeric bndbox xmin/ymin/xmax/ymax")
+        if not label:
+            raise _BadRecord(f"object {index} has no <name>")
+        objects.append((label, *coords))
+    return _Record(split, name, image_path, objects, str(xml))
+
+
+# === COCO JSON ===
+
+
+def read_coco(files, class_names=None, skip_bad=False):
+    """COCO detection JSON files (`images`, `annotations` with `bbox` [x, y, w, h], `categories`)."""
+    records, bad, categories = [], [], None
+    for file in files:
+        file = pathlib.Path(file)
+        split = _split_from_name(file.stem) if len(files) > 1 else "train"
+        try:
+            content = json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"malformed JSON in {file} at line {error.lineno}, column {error.colno}: {error.msg}")
+        except UnicodeDecodeError:
+            raise UserError(f"{file} is not UTF-8 text; expected COCO JSON")
+        if not isinstance(content, dict) or not all(key in content for key in ("images", "annotations", "categories")):
+            raise UserError(f"{file} is not COCO detection JSON: it needs the keys images, annotations and categories")
+        try:
+            names = {int(item["id"]): str(item["name"]) for item in content["categories"]}
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{file}: every category needs an integer id and a name")
+        if categories is None:
+            categories = names
+        elif names != categories:
+            raise UserError(f"{file}: its categories differ from those of {files[0]}; use one category list")
+        by_image = collections.defaultdict(list)
+        image_ids = set()
+        for item in content["images"]:
+            image_ids.add(item.get("id"))
+        for index, annotation in enumerate(content["annotations"]):
+            image_id = annotation.get("image_id")
+            where = f"{file}: annotation {annotation.get('id', index)}"
+            try:
+                x, y, width, height = (float(value) for value in annotation["bbox"])
+            except (KeyError, TypeError, ValueError):
+                bad.append((where, "its bbox is not [x, y, width, height]"))
+                continue
+            category = annotation.get("category_id")
+            if category not in names:
+                bad.append((where, f"unknown category_id {category!r} (categories: {sorted(names)})"))
+                continue
+            if image_id not in image_ids:
+                bad.append((where, f"image_id {image_id!r} is not in images"))
+                continue
+            by_image[image_id].append((names[category], x, y, x + width, y + height))
+        for item in content["images"]:
+            try:
+                file_name = str(item["file_name"])
+            except (KeyError, TypeError):
+                raise UserError(f"{file}: every image needs an id and a file_name")
+            candidates = [file.parent / file_name, file.parent / "images" / file_name,
+                          file.parent.parent / file_name, file.parent.parent / "images" / file_name]
+            candidates += [file.parent / stem / file_name for stem in (file.stem, split)]
+            found = next((candidate for candidate in candidates if candidate.is_file()), None)
+            where = f"{file}: image {item.get('id')!r}"
+            if found is None:
+                bad.append((where, f"its image {file_name} is missing (looked in {file.parent} and {file.parent / 'images'})"))
+                continue
+            records.append(_Record(split, pathlib.Path(file_name).stem, found, by_image[item.get("id")], where))
+    ordered = [categories[key] for key in sorted(categories)] if categories else []
+    return _assemble(records, bad, class_names or ordered, skip_bad)
+
+
+def _split_from_name(stem):
+    words = re.split(r"[^a-z]+", stem.lower())
+    for word in words:
+        for token, split in SPLIT_NAMES.items():
+            if word.startswith(token):
+                return split
+    raise UserError(
+        f"cannot tell the split of {stem}.json: with several COCO files, name them *train*, *val* and *test*"
+    )
+
+
+# === YOLO txt ===
+
+
+def read_yolo(root, class_names=None, skip_bad=False):
+    """YOLO txt: `images/[split/]x.jpg` and `labels/[split/]x.txt`, lines `class cx cy w h` (normalized)."""
+    root = pathlib.Path(root)
+    names = class_names or _yolo_names(root)
+    records, bad = [], []
+    subsets = [child.name for child in sorted((root / "images").iterdir()) if child.is_dir()]
+    folders = [(SPLIT_NAMES.get(sub.lower(), None), sub) for sub in subsets] if subsets else [("train", "")]
+    for split, sub in folders:
+        if split is None:
+            raise UserError(f"{root / 'images' / sub}: a split folder must be train, val or test")
+        for image_path in sorted((root / "images" / sub).iterdir()):
+            if image_path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            label_path = root / "labels" / sub / f"{image_path.stem}.txt"
+            objects = []
+            try:
+                lines = label_path.read_text().splitlines() if label_path.is_file() else []  # none: a negative
+                for number, line in enumerate(lines, start=1):
+                    if not line.strip():
+                        continue
+                    parts = line.split()
+                    try:
+                        index, cx, cy, width, height = int(parts[0]), *map(float, parts[1:5])
+                        if len(parts) != 5:
+                            raise ValueError
+                    except (ValueError, IndexError):
+                        raise _BadRecord(f"line {number}: expected 'class cx cy w h', found {line.strip()!r}")
+                    if not 0 <= index < len(names):
+                        raise _BadRecord(f"line {number}: unknown class {index} (there are {len(names)} names)")
+                    objects.append((names[index], cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2))
+            except _BadRecord as error:
+                bad.append((str(label_path), str(error)))
+                continue
+            records.append(_Record(split, image_path.stem, image_path, objects, str(label_path), normalized=True))
+    return _assemble(records, bad, names, skip_bad)
+
+
+def _yolo_names(root):
+    for name in ("classes.txt", "obj.names"):
+        if (root / name).is_file():
+            return [line.strip() for line in (root / name).read_text().splitlines() if line.strip()]
+    if (root / "data.yaml").is_file():
+        import yaml
+
+        try:
+            names = (yaml.safe_load((root / "data.yaml").read_text()) or {}).get("names")
+        except yaml.YAMLError as error:
+            raise UserError(f"malformed YAML in {root / 'data.yaml'}: {error}")
+        if isinstance(names, dict):
+            return [str(names[key]) for key in sorted(names)]
+        if isinstance(names, list):
+            return [str(name) for name in names]
+    raise UserError(f"no class names for the YOLO labels in {root}: add classes.txt (one name a line) or data.yaml")
+
+
+# === Assembly: decode images, check classes, clip and drop boxes ===
+
+
+def _assemble(records, bad, class_names, skip_bad):
+    known = list(class_names) if class_names else sorted({obj[0] for record in records for obj in record.objects})
+    index = {name: i for i, name in enumerate(known)}
+    kept = []
+    for record in records:
+        unknown = [obj[0] for obj in record.objects if obj[0] not in index]
+        if unknown:
+            bad.append((record.where, f"unknown class name {unknown[0]!r} (known: {', '.join(known)})"))
+        else:
+            kept.append(record)
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        decoded = list(executor.map(lambda record: image_readers.decode_file(record.image_path), kept))
+    splits, clipped, dropped = {}, 0, 0
+    for record, image in zip(kept, decoded):
+        if isinstance(image, str):
+            bad.append((str(record.image_path), image))
+            continue
+        image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+        height, width = image.shape[:2]
+        raw = np.array([obj[1:] for obj in record.objects], np.float32).reshape(-1, 4)
+        if record.normalized:
+            raw *= np.array([width, height, width, height], np.float32)
+        boxes, keep, num_clipped = clean_boxes(raw, width, height)
+        clipped += num_clipped
+        dropped += int((~keep).sum())
+        classes = np.array([index[obj[0]] for obj in record.objects], np.int32)[keep]
+        split = splits.setdefault(record.split, Split([], [], [], []))
+        split.images.append(image)
+        split.boxes.append(boxes[keep])
+        split.classes.append(classes)
+        split.names.append(record.name)
+    if bad and not skip_bad:
+        where, reason = bad[0]
+        more = f" ({len(bad) - 1} more bad record{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise UserError(f"{where}: {reason}{more}; {SKIP_HINT}")
+    if "train" not in splits or not splits["train"].images:
+        first = f" ({len(bad)} skipped, first: {bad[0][0]}: {bad[0][1]})" if bad else ""
+        raise UserError(f"no usable training images{first}")
+    if not known:
+        raise UserError("the annotations name no object class; a detector needs at least one")
+    return BoxData(splits, known, bad, clipped, dropped)
+
+
+def clean_boxes(boxes, width, height):
+    """Clips `[x1, y1, x2, y2]` pixel boxes to the image; marks zero-area ones to drop.
+
+    Returns:
+        (clipped boxes (n, 4) float32, keep (n,) bool, number of boxes the clipping changed).
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    limits = np.array([width, height, width, height], np.float32)
+    inside = np.clip(boxes, 0, limits)
+    changed = int(np.any(np.abs(inside - boxes) > 1e-6, axis=1).sum())
+    keep = (inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])
+    return inside, keep, changed - int((~keep & np.any(np.abs(inside - boxes) > 1e-6, axis=1)).sum())
+
+
+# === TFDS ===
+
+
+def read_tfds(name, data_dir=None):
+    """A TFDS detection dataset with `objects/bbox` and `objects/label` (voc, coco, ...) as `BoxData`."""
+    from tasks.core import data as data_lib
+
+    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
+    features = info.features
+    if "objects" not in features or "bbox" not in features["objects"] or "label" not in features["objects"]:
+        raise UserError(f"--data tfds:{name} has no objects/bbox and objects/label features; it is not a detection dataset.")
+    class_names = list(features["objects"]["label"].names)
+    found, clipped, dropped = {}, 0, 0
+    for split, dataset in splits.items():
+        part = Split([], [], [], [])
+        for number, example in enumerate(dataset.as_numpy_iterator()):
+            image = example["image"]
+            image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+            height, width = image.shape[:2]
+            ymin, xmin, ymax, xmax = np.asarray(example["objects"]["bbox"], np.float32).reshape(-1, 4).T
+            raw = np.stack([xmin * width, ymin * height, xmax * width, ymax * height], axis=-1)
+            boxes, keep, num_clipped = clean_boxes(raw, width, height)
+            clipped, dropped = clipped + num_clipped, dropped + int((~keep).sum())
+            part.images.append(image)
+            part.boxes.append(boxes[keep])
+            part.classes.append(np.asarray(example["objects"]["label"], np.int32)[keep])
+            name_value = example.get("image/filename", f"{split}{number}")
+            part.names.append(name_value.decode() if isinstance(name_value, bytes) else str(name_value))
+        found[SPLIT_NAMES.get(split, split)] = part
+    if "train" not in found:
+        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(found)}).")
+    return BoxData(found, class_names, [], clipped, dropped)
+
+
+# === Demo ===
+
+DEMO_CLASSES = ["circle", "square", "triangle"]
+
+
+def demo_scenes(num_train=480, num_test=60, size=128, seed=0):
+    """Generated scenes: 0-4 coloured circles, squares and triangles (12-40 px) on a noisy background.
+
+    About one scene in twelve is empty (a valid negative). Returns a `BoxData` with splits
+    "train" and "test" and classes circle, square, triangle.
+    """
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, count in (("train", num_train), ("test", num_test)):
+        part = Split([], [], [], [])
+        for number in range(count):
+            background = rng.integers(40, 200, size=3)
+            noise = rng.normal(0, 12, size=(size, size, 3))
+            canvas = Image.fromarray(np.clip(background + noise, 0, 255).astype(np.uint8))
+            draw = ImageDraw.Draw(canvas)
+            boxes, classes = [], []
+            for _ in range(rng.integers(0, 5) if rng.random() > 1 / 12 else 0):
+                side = int(rng.integers(12, 41))
+                x, y = int(rng.integers(0, size - side)), int(rng.integers(0, size - side))
+                box = np.array([x, y, x + side, y + side], np.float32)
+                if boxes and _max_iou(box, np.array(boxes)) > 0.1:
+                    continue
+                kind = int(rng.integers(0, 3))
+                shift = rng.choice([-1, 1], 3) * rng.integers(60, 120, 3)  # far from the background
+                colour = tuple(int(value) for value in (background + shift) % 256)
+                if kind == 0:
+                    draw.ellipse([x, y, x + side - 1, y + side - 1], fill=colour)
+                elif kind == 1:
+                    draw.rectangle([x, y, x + side - 1, y + side - 1], fill=colour)
+                else:
+                    draw.polygon([(x + side / 2, y), (x, y + side - 1), (x + side - 1, y + side - 1)], fill=colour)
+                boxes.append(box)
+                classes.append(kind)
+            part.images.append(np.asarray(canvas))
+            part.boxes.append(np.array(boxes, np.float32).reshape(-1, 4))
+            part.classes.append(np.array(classes, np.int32))
+            part.names.append(f"{split}{number}")
+        splits[split] = part
+    return BoxData(splits, list(DEMO_CLASSES))
+
+
+def _max_iou(box, others):
+    top_left = np.maximum(box[:2], others[:, :2])
+    bottom_right = np.minimum(box[2:], others[:, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return float(np.max(intersection / (area(box) + area(others) - intersection)))
+
+
+# === Letterbox and dense targets ===
+
+
+def letterbox(image, boxes, size):
+    """Resizes so the longer side is `size` and pads bottom/right with grey to size x size.
+
+    Args:
+        image: uint8 (H, W, 3). boxes: (n, 4) x1 y1 x2 y2 pixels.
+
+    Returns:
+        (uint8 (size, size, 3), boxes (n, 4) in the new pixels, the scale applied).
+    """
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    canvas = np.full((size, size, 3), FILL, np.uint8)
+    canvas[: new[1], : new[0]] = np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BILINEAR))
+    return canvas, np.asarray(boxes, np.float32) * scale, scale
+
+
+def dense_targets(boxes, classes, size, max_boxes):
+    """Pixel x1 y1 x2 y2 boxes + classes -> (max_boxes, 5) normalized [y1, x1, y2, x2, class], class -1 padding."""
+    target = np.zeros((max_boxes, 5), np.float32)
+    target[:, 4] = -1
+    count = min(len(boxes), max_boxes)
+    if count:
+        b = np.asarray(boxes, np.float32)[:count] / size
+        target[:count, :4] = b[:, [1, 0, 3, 2]]
+        target[:count, 4] = np.asarray(classes)[:count]
+    return target
+
+
+def augment_fn(size, flip=False, vertical_flip=False, scale_jitter=0.0, min_visible=0.3):
+    """A per-example map on letterboxed (size, size, 3) images and (M, 5) normalized targets.
+
+    Horizontal / vertical flips; scale jitter: a rescale by a factor in [1 - j, 1 + j] placed at a
+    random offset (padding with grey when smaller, a random crop when larger). Boxes follow the
+    pixels; a box left with less than `min_visible` of its area inside the frame is dropped
+    (class -1). Returns float32 images in [0, 255].
+    """
+
+    def augment(image, target):
+        image = tf.cast(image, tf.float32)
+        boxes, classes = target[:, :4], target[:, 4]
+        valid = classes >= 0
+        if flip:
+            do = tf.random.uniform([]) < 0.5
+            image = tf.where(do, image[:, ::-1], image)
+            flipped = tf.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], axis=-1)
+            boxes = tf.where(do, flipped, boxes)
+        if vertical_flip:
+            do = tf.random.uniform([]) < 0.5
+            image = tf.where(do, image[::-1], image)
+            flipped = tf.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], axis=-1)
+            boxes = tf.where(do, flipped, boxes)
+        if scale_jitter:
+            factor = tf.random.uniform([], 1.0 - scale_jitter, 1.0 + scale_jitter)
+            new = tf.maximum(tf.cast(tf.round(size * factor), tf.int32), 1)
+            resized = tf.image.resize(image, tf.stack([new, new]))
+            room = size - new  # > 0: padding, < 0: cropping
+            low, high = tf.minimum(room, 0), tf.maximum(room, 0)
+            offset_y = tf.random.uniform([], low, high + 1, dtype=tf.int32)
+            offset_x = tf.random.uniform([], low, high + 1, dtype=tf.int32)
+            padded = tf.pad(resized - FILL, [[size, size], [size, size], [0, 0]]) + FILL
+            image = tf.slice(padded, tf.stack([size - offset_y, size - offset_x, 0]), [size, size, 3])
+            scale = tf.cast(new, tf.float32) / size
+            shift = tf.cast(tf.stack([offset_y, offset_x, offset_y, offset_x]), tf.float32) / size
+            moved = boxes * scale + shift
+            inside = tf.clip_by_value(moved, 0.0, 1.0)
+            area = lambda b: tf.maximum(b[:, 2] - b[:, 0], 0.0) * tf.maximum(b[:, 3] - b[:, 1], 0.0)  # noqa: E731
+            visible = area(inside) >= min_visible * tf.maximum(area(moved), 1e-9)
+            valid = valid & visible & (area(inside) > 0)
+            boxes = inside
+        boxes = tf.where(valid[:, None], boxes, 0.0)
+        classes = tf.where(valid, classes, -1.0)
+        return image, tf.concat([boxes, classes[:, None]], axis=-1)
+
+    return augment
