@@ -26,3 +26,4 @@ from applications import lstm_lm  # noqa: E402,F401
 from applications import autoencoder  # noqa: E402,F401
 from applications import yolo  # noqa: E402,F401
 from applications import rpn  # noqa: E402,F401
+from applications import mpnn  # noqa: E402,F401

@@ -196,3 +196,18 @@ def test_two_workers_classification_resume_identical_weights_and_chief_export(tm
     expected = tf.nn.softmax(model.predict(batch.astype("float32"), verbose=0)).numpy()
     got = served.signatures["classify_images"](images=tf.constant(batch))["probabilities"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_two_workers_text_generation(tmp_path):
+    args = ["--epochs", 2, "--steps-per-epoch", 20, "--run-name", "mw"]
+    outputs = finish(start_cluster("text_generation", args, tmp_path))
+    first, second = final_digests(outputs)
+    assert first == second
+    run_dir = tmp_path / "runs" / "text_generation" / "mw"
+    curve = losses(run_dir)
+    assert len(curve) == 2 and curve[-1] < curve[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["metrics"]["nats_per_token"] < metrics["baseline"]["unigram"]["nats_per_token"]
+    assert [p.name for p in (tmp_path / "saved_models" / "text_generation").iterdir()] == ["1"]

@@ -1,0 +1,170 @@
+"""Benchmark of the graph-property task: ESOL RMSE, BBBP scaffold ROC-AUC, MUTAG 10-fold accuracy, molecules/s.
+
+Usage:
+    python benchmarks/graph_property.py                              # all three, the recipes below
+    python benchmarks/graph_property.py --only esol --esol-epochs 150
+    python benchmarks/graph_property.py --only mutag --mutag-folds 10 --mutag-epochs 100
+    python benchmarks/graph_property.py --esol-epochs 5 --bbbp-epochs 2 --mutag-folds 2 --mutag-epochs 2   # script check
+
+Each dataset runs through `tasks.graph_property.train` (the package's pipeline, callbacks,
+baselines and, for the hold-out splits, export):
+
+1. ESOL (`../shared/data/esol`), random 80/10/10, MPNN: test RMSE against the mean predictor
+   and Morgan fingerprints + ridge. Goal ≤ 0.55 (MoleculeNet's MPNN: 0.58).
+2. BBBP (`../shared/data/bbbp`), deterministic scaffold 80/10/10 (largest scaffold groups train),
+   MPNN: test ROC-AUC against the positive rate and fingerprints + logistic regression. Goal ≥ 0.75.
+3. MUTAG (`../shared/data/mutag`), stratified 10-fold, GIN: mean test accuracy of the final
+   models (no epoch picked on the test folds) against the majority class and label-count
+   fingerprints + logistic regression. Goal ≥ 90 % (GIN paper: 89.4 %).
+
+Speed: training molecules/s (median epoch, from metrics.json) and inference molecules/s of the
+Keras model on the test split's disjoint-union batches (batch 256, after one warm-up pass).
+
+Prints a Markdown section for BENCHMARKS.md on stdout (progress on stderr); `--output-json`
+writes the numbers.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tasks import graph_property as gp  # noqa: E402
+from tasks.data import molecules  # noqa: E402
+
+GOALS = {"esol": ("rmse", 0.55, "≤"), "bbbp": ("roc_auc", 0.75, "≥"), "mutag": ("accuracy", 0.90, "≥")}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def shared_data():
+    shared = os.environ.get("APPLIED_DL_DATA")
+    return pathlib.Path(shared) if shared else REPO.parent / "shared" / "data"
+
+
+def inference_speed(model, graph_set, batch_size=256):
+    """Molecules per second of the Keras model on disjoint-union batches (compiled, after a warm-up)."""
+    dataset = molecules.make_dataset(graph_set, batch_size)
+    forward = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+    batches = [inputs for inputs, _ in dataset]
+    for inputs in batches:
+        forward(inputs)
+    started = time.perf_counter()
+    for inputs in batches:
+        forward(inputs).numpy()
+    return len(graph_set) / (time.perf_counter() - started)
+
+
+def run_holdout(name, config):
+    started = time.perf_counter()
+    model = gp.train(config)
+    wall = time.perf_counter() - started
+    (run,) = (pathlib.Path(config.runs_dir) / "graph_property").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    data = gp.load_data(config)
+    return {
+        "name": name, "wall_seconds": round(wall, 1), "metrics": record["metrics"], "baseline": record["baseline"],
+        "train_molecules_per_second": record["examples_per_second"],
+        "train_molecules_per_cpu_second": record.get("examples_per_cpu_second"),
+        "inference_molecules_per_second": round(inference_speed(model, data.sets["test"]), 1),
+        "epochs": record["epochs"], "parameters": int(model.count_params()),
+        "sizes": (data.info["num_train"], data.info["num_validation"], data.info["num_test"]),
+    }
+
+
+def run_folds(config):
+    started = time.perf_counter()
+    model = gp.train(config)
+    wall = time.perf_counter() - started
+    (summary_file,) = (pathlib.Path(config.runs_dir) / "graph_property").glob("*/cv_metrics.json")
+    summary = json.loads(summary_file.read_text())
+    return {
+        "name": "mutag", "wall_seconds": round(wall, 1), "metrics": summary["metrics"], "baseline": summary["baseline"],
+        "per_fold_accuracy": [fold["metrics"]["accuracy"] for fold in summary["per_fold"]],
+        "train_molecules_per_second": summary["examples_per_second"], "epochs": config.epochs,
+        "parameters": int(model.count_params()),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(shared_data()))
+    parser.add_argument("--only", default="esol,bbbp,mutag", help="Comma-separated subset of esol,bbbp,mutag.")
+    parser.add_argument("--esol-epochs", type=int, default=100)
+    parser.add_argument("--bbbp-epochs", type=int, default=30)
+    parser.add_argument("--mutag-epochs", type=int, default=50)
+    parser.add_argument("--mutag-folds", type=int, default=10)
+    parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-json", default=None)
+    args = parser.parse_args(argv)
+    root = pathlib.Path(args.data_root)
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        def paths(name):
+            return {"runs_dir": f"{scratch}/{name}/runs", "export_dir": f"{scratch}/{name}/saved_models",
+                    "verbose": 2, "seed": args.seed, "units": args.units}
+
+        only = args.only.split(",")
+        if "esol" in only:
+            log("ESOL: MPNN, random 80/10/10")
+            results["esol"] = run_holdout("esol", gp.Config(
+                data=str(root / "esol"), targets="measured", epochs=args.esol_epochs, **paths("esol")))
+        if "bbbp" in only:
+            log("BBBP: MPNN, scaffold 80/10/10")
+            results["bbbp"] = run_holdout("bbbp", gp.Config(
+                data=str(root / "bbbp"), split="scaffold", epochs=args.bbbp_epochs, dropout_rate=0.2,
+                **paths("bbbp")))
+        if "mutag" in only:
+            log(f"MUTAG: GIN, {args.mutag_folds}-fold")
+            results["mutag"] = run_folds(gp.Config(
+                data=str(root / "mutag"), model="gin", folds=args.mutag_folds, epochs=args.mutag_epochs,
+                batch_size=32, learning_rate=1e-2, **paths("mutag")))
+
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    command = "python benchmarks/graph_property.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"## Graph property prediction (`{command.strip()}`, {date})\n\n{machine}.\n")
+    print("| dataset (split, model) | metric | result | goal | fingerprint baseline | mean / majority | "
+          "train molecules/s | inference molecules/s | wall |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    labels = {"esol": "ESOL (random 80/10/10, MPNN)", "bbbp": "BBBP (scaffold 80/10/10, MPNN)",
+              "mutag": f"MUTAG ({args.mutag_folds}-fold, GIN)"}
+    for name, result in results.items():
+        key, goal, sense = GOALS[name]
+        value = result["metrics"][key]
+        met = value <= goal if sense == "≤" else value >= goal
+        spread = f" ± {result['metrics'][key + '_std']:.3f}" if key + "_std" in result["metrics"] else ""
+        base = result["baseline"]
+        result["goal_met"] = bool(met)
+        print(f"| {labels[name]} | {key} | **{value:.3f}**{spread} | {sense} {goal} ({'met' if met else 'not met'}) | "
+              f"{base[key]:.3f} | {base['mean_predictor'][key]:.3f} | {result['train_molecules_per_second']:,.0f} | "
+              f"{result.get('inference_molecules_per_second', float('nan')):,.0f} | {result['wall_seconds']:.0f} s |")
+    for name, result in results.items():
+        others = ", ".join(f"{key} {value:.3f}" for key, value in result["metrics"].items()
+                           if isinstance(value, float) and not key.endswith("_std"))
+        print(f"\n- {name}: {others}; {result['epochs']} epochs, {result['parameters']:,} parameters.")
+        if "per_fold_accuracy" in result:
+            print(f"  Per fold: {', '.join(f'{value:.3f}' for value in result['per_fold_accuracy'])}.")
+    if args.output_json:
+        pathlib.Path(args.output_json).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    keras.utils.set_random_seed(0)
+    main()

@@ -1,0 +1,704 @@
+"""Graph property prediction: MPNN, GIN and GCN on molecules (SMILES) and TU graphs, against fingerprints.
+
+Usage:
+    python -m tasks.graph_property train                                   # demo: generated molecules → Crippen logP
+    python -m tasks.graph_property train --data ../shared/data/esol --targets measured --epochs 60
+    python -m tasks.graph_property train --data ../shared/data/bbbp --split scaffold --model mpnn
+    python -m tasks.graph_property train --data ../shared/data/mutag --model gin --folds 10
+    python -m tasks.graph_property train --data tox21.csv --targets NR-AR,NR-AhR,SR-p53   # multi-task, gaps allowed
+    python -m tasks.graph_property evaluate                                # the same flags find the run
+    python -m tasks.graph_property predict "CCO" "c1ccccc1O" "[Na+].[O-]C(=O)c1ccccc1"
+    python -m tasks.graph_property predict molecules.csv                   # a CSV with a smiles column, or .smi
+
+Data (`tasks.data.molecules`): a SMILES CSV (a file, or a folder holding one), a TU folder
+(`<NAME>_A.txt`, ...), or `demo`. Molecules are featurized with RDKit (atoms: element, degree,
+formal charge, hybridization, aromaticity, hydrogens, ring; bonds: type, conjugation, ring,
+stereo); salts keep their largest fragment. Each batch is one disjoint graph (no padding).
+Targets: regression (one or more columns), binary classification (0/1 columns; several columns
+are multi-task with missing labels masked), or a TU dataset's graph classes. Splits: random or
+scaffold (Bemis–Murcko) 80/10/10, or stratified K-fold (`--folds K`, all folds or `--fold i`).
+Model: a graph builder of the applications registry (mpnn, gin, gcn). Loss: MSE on standardized
+targets or cross-entropy, missing labels masked. Metrics: RMSE, MAE, R² / ROC-AUC, PR-AUC,
+accuracy. Baselines: the mean (majority) predictor and Morgan fingerprints (radius 2, 2048 bits;
+TU graphs: node-label and labelled-edge counts) with ridge / logistic regression, whose strength
+is chosen on the validation split.
+"""
+
+import dataclasses
+import inspect
+import json
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import applications
+from tasks.core import cli
+from tasks.core import config as config_lib
+from tasks.core import data as data_lib
+from tasks.core import export
+from tasks.core import plots
+from tasks.core import runner
+from tasks.core import training
+from tasks.core.config import TrainConfig
+from tasks.core.config import option
+from tasks.core.errors import UserError
+from tasks.core.runs import Run
+from tasks.core.runs import write_atomic
+from tasks.data import molecules
+
+GRAPH_MODELS = ("mpnn", "gin", "gcn")
+FINGERPRINT_BITS = 2048
+FINGERPRINT_RADIUS = 2
+PREDICT_BATCH = 256  # molecules per signature call in `predict`
+
+
+@dataclasses.dataclass
+class Config(TrainConfig):
+    epochs: int = option(25, "Passes over the training split.", minimum=1)
+    batch_size: int = option(32, "Graphs per batch (one disjoint union).", minimum=1)
+    weight_decay: float = option(0.0, "Decoupled weight decay (0: off).", minimum=0.0)
+    model: str = option("mpnn", "A graph builder of the applications registry: mpnn, gin, gcn.")
+    targets: str = option("", "Target column(s) of a SMILES CSV, comma-separated (default: the one non-SMILES column).")
+    smiles_column: str = option("", "The SMILES column of a CSV (default: the one named smiles).")
+    task_type: str = option("auto", "Regression or classification (auto: 0/1 targets classify).",
+                            choices=["auto", "regression", "classification"])
+    split: str = option("random", "Hold-out split (when --folds is 0).", choices=["random", "scaffold"])
+    test_fraction: float = option(0.1, "Share of all graphs in the test split.", minimum=0.0)
+    validation_fraction: float = option(0.1, "Share of all graphs (K-fold: of the training folds) for validation.",
+                                        minimum=0.0)
+    folds: int = option(0, "K-fold cross-validation, stratified for classes (0: a hold-out split).", minimum=0)
+    fold: int = option(-1, "The one fold to run with --folds (-1: every fold, then mean and std).", minimum=-1)
+    units: int = option(0, "Width of the node states (0: the builder's default, 64).", minimum=0)
+    num_steps: int = option(0, "Message-passing steps / layers (0: the builder's default).", minimum=0)
+    readout: str = option("set2set", "Graph readout of mpnn.", choices=["set2set", "sum", "mean"])
+    dropout_rate: float = option(-1.0, "Dropout before the output layer (-1: the builder's default).", minimum=-1.0)
+    largest_fragment: bool = option(True, "Keep the largest fragment of salts / mixtures (else: all fragments).")
+
+
+@dataclasses.dataclass
+class GraphData(data_lib.Data):
+    """`Data` plus the graph sets of each split (baselines and plots read them)."""
+
+    sets: dict = None
+
+
+# === Data ===
+
+
+def read_source(config):
+    """The config's graphs as a `molecules.GraphSet`."""
+    kind, value = data_lib.source(config.data)
+    if kind == "tfds":
+        raise UserError("--data tfds:...: TFDS has no molecule datasets for this task; "
+                        "pass a SMILES CSV, a TU folder, or demo.")
+    if kind == "demo":
+        return molecules.demo_molecules(seed=config.seed)
+    if value.is_dir():
+        if molecules.find_tu(value):
+            if config.targets:
+                raise UserError(f"--targets does not apply to the TU folder {value} (its targets are graph labels).")
+            return molecules.read_tu(value)
+        found = sorted(value.glob("*.csv"))
+        if len(found) != 1:
+            raise UserError(f"--data {config.data}: expected one .csv file or TU files (*_A.txt), "
+                            f"found {len(found)} csv files.")
+        value = found[0]
+    targets = [name for name in config.targets.split(",") if name.strip()]
+    return molecules.read_smiles_csv(value, targets, config.smiles_column, config.largest_fragment, config.skip_bad)
+
+
+def task_kind(graph_set, config):
+    """`regression`, `binary` (one or more 0/1 targets) or `multiclass` (TU graphs, > 2 classes)."""
+    if not graph_set.smiles:
+        if config.task_type == "regression":
+            raise UserError("--task-type regression: a TU folder's graph labels are classes.")
+        return "binary" if len(graph_set.node_vocabulary["graph"]) == 2 else "multiclass"
+    observed = graph_set.targets[~np.isnan(graph_set.targets)]
+    zero_one = bool(np.isin(observed, (0.0, 1.0)).all())
+    if config.task_type == "classification" and not zero_one:
+        raise UserError(f"--task-type classification needs 0/1 targets; {', '.join(graph_set.target_names)} "
+                        f"hold other values (e.g. {observed[~np.isin(observed, (0.0, 1.0))][0]:g}).")
+    if config.task_type == "auto":
+        return "binary" if zero_one else "regression"
+    return "binary" if config.task_type == "classification" else "regression"
+
+
+def split_indices(graph_set, kind, config):
+    """`(train, validation, test)` index arrays of the configured split."""
+    count = len(graph_set)
+    classes = graph_set.targets[:, 0] if kind != "regression" and graph_set.targets.shape[1] == 1 else None
+    if config.folds > 1:
+        if config.fold >= config.folds:
+            raise UserError(f"--fold {config.fold} must be below --folds {config.folds} (0..{config.folds - 1}).")
+        if config.fold < 0:
+            raise UserError("--fold -1 means every fold: call train(), not load_data(), for a whole K-fold run.")
+        rest, test = molecules.kfold_split(graph_set.targets, config.folds, config.fold, config.seed,
+                                           stratify=classes is not None)
+        labels = classes[rest] if classes is not None else np.zeros(len(rest))
+        keep, held = data_lib.split_indices(labels, config.validation_fraction, config.seed + 1,
+                                            stratify=classes is not None)
+        return rest[keep], rest[held], test
+    if config.folds == 1:
+        raise UserError("--folds 1 is not cross-validation; use 0 (a hold-out split) or >= 2.")
+    if config.validation_fraction + config.test_fraction >= 1.0:
+        raise UserError(f"--validation-fraction + --test-fraction must be below 1 (now "
+                        f"{config.validation_fraction} + {config.test_fraction}).")
+    if config.split == "scaffold":
+        if not graph_set.smiles:
+            raise UserError("--split scaffold needs molecules (SMILES); TU graphs have no scaffolds.")
+        return molecules.scaffold_split(graph_set.names, config.validation_fraction, config.test_fraction)
+    return molecules.random_split(count, config.validation_fraction, config.test_fraction, config.seed)
+
+
+def load_data(config):
+    """Train / validation / test disjoint-union batches, their graph sets and the facts the model needs."""
+    graph_set = read_source(config)
+    kind = task_kind(graph_set, config)
+    train_ids, validation_ids, test_ids = split_indices(graph_set, kind, config)
+    if len(train_ids) == 0 or len(test_ids) == 0:
+        raise UserError(f"--data {config.data}: {len(graph_set)} graphs are too few for train and test splits.")
+    sets = {"train": graph_set.take(train_ids), "validation": graph_set.take(validation_ids),
+            "test": graph_set.take(test_ids)}
+    train_targets = sets["train"].targets
+    for column, name in enumerate(graph_set.target_names):
+        if np.all(np.isnan(train_targets[:, column])):
+            raise UserError(f"target {name!r} has no value in the training split; drop it from --targets.")
+    info = {
+        "kind": kind,
+        "target_names": graph_set.target_names,
+        "num_outputs": len(graph_set.node_vocabulary["graph"]) if kind == "multiclass" else len(graph_set.target_names),
+        "num_node_features": graph_set.num_node_features,
+        "num_edge_features": graph_set.num_edge_features,
+        "featurizer": molecules.FEATURIZER if graph_set.smiles else "tu",
+        "largest_fragment": config.largest_fragment,
+        "split": f"{config.folds}-fold, fold {config.fold}" if config.folds > 1 else config.split,
+        "num_train": len(train_ids),  # graphs per epoch
+        "num_validation": len(validation_ids),
+        "num_test": len(test_ids),
+        "notes": graph_set.notes,
+    }
+    if not graph_set.smiles:
+        info["tu_vocabulary"] = graph_set.node_vocabulary
+        info["class_names"] = [str(value) for value in graph_set.node_vocabulary["graph"]]
+    if kind == "regression":
+        info["target_mean"] = np.nanmean(train_targets, axis=0).tolist()
+        info["target_std"] = np.maximum(np.nanstd(train_targets, axis=0), 1e-6).tolist()
+    else:
+        info["positive_rate"] = np.nanmean(train_targets, axis=0).tolist() if kind == "binary" else None
+    missing = int(np.isnan(graph_set.targets).sum())
+    if missing:
+        info["notes"]["missing_labels"] = missing
+    if config.verbose:
+        removed = graph_set.notes.get("fragments_removed", 0)
+        if removed:
+            print(f"Kept the largest fragment of {removed} multi-fragment SMILES (salts / mixtures).")
+        skipped = {key: value for key, value in graph_set.notes.items() if key.startswith("skipped_")}
+        if skipped:
+            print(f"Skipped bad rows (--skip-bad): {skipped}")
+    return GraphData(
+        train=molecules.make_dataset(sets["train"], config.batch_size, shuffle=True, seed=config.seed),
+        validation=molecules.make_dataset(sets["validation"], config.batch_size) if len(validation_ids) else None,
+        test=molecules.make_dataset(sets["test"], config.batch_size),
+        info=info,
+        sets=sets,
+    )
+
+
+# === Model and loss ===
+
+
+@keras.saving.register_keras_serializable(package="graph_property")
+class MaskedLoss(keras.losses.Loss):
+    """Mean loss over the observed labels only (NaN targets count nowhere).
+
+    Args:
+        kind: str. "regression" (squared error in units of `scale`), "binary" (cross-entropy on
+            logits, one per target) or "multiclass" (sparse cross-entropy on logits).
+        scale: list of float or None. Per-target divisor of the regression error (the training
+            standard deviations), so every target weighs the same.
+    """
+
+    def __init__(self, kind="regression", scale=None, name="masked_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.kind = kind
+        self.scale = None if scale is None else [float(value) for value in scale]
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, tf.float32)
+        y_pred = tf.cast(y_pred, tf.float32)
+        if self.kind == "multiclass":
+            labels = tf.cast(y_true[:, 0], tf.int32)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, y_pred))
+        observed = ~tf.math.is_nan(y_true)  # (B, T)
+        target = tf.where(observed, y_true, tf.zeros_like(y_true))
+        if self.kind == "binary":
+            losses = tf.nn.sigmoid_cross_entropy_with_logits(target, y_pred)
+        else:
+            scale = tf.constant(self.scale, tf.float32) if self.scale else 1.0
+            losses = tf.square((y_pred - target) / scale)
+        losses = tf.where(observed, losses, tf.zeros_like(losses))
+        return tf.reduce_sum(losses) / tf.maximum(tf.reduce_sum(tf.cast(observed, tf.float32)), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "scale": self.scale}
+
+
+def builder_arguments(config, builder, info):
+    """The builder's keyword arguments from the config (0 / -1: the builder's own default)."""
+    accepted = inspect.signature(builder).parameters
+    wanted = {}
+    if config.units:
+        wanted["units"] = config.units
+    if config.num_steps:
+        wanted["num_steps" if "num_steps" in accepted else "num_layers"] = config.num_steps
+    if config.dropout_rate >= 0:
+        wanted["dropout_rate"] = config.dropout_rate
+    if "readout" in accepted:
+        wanted["readout"] = config.readout
+    if info["kind"] == "regression":
+        wanted.update(output_scale=info["target_std"], output_offset=info["target_mean"])
+    return wanted
+
+
+def build_model(config, info):
+    """A registry graph network, compiled with the masked loss and the config's optimizer."""
+    if config.model not in GRAPH_MODELS:
+        try:
+            applications.get(config.model)
+        except ValueError as error:
+            raise UserError(f"--model: {error}")
+        raise UserError(f"--model {config.model} is not a graph network; use one of {', '.join(GRAPH_MODELS)}.")
+    builder = applications.get(config.model)
+    try:
+        model = builder(info["num_node_features"], info["num_edge_features"], info["num_outputs"],
+                        **builder_arguments(config, builder, info))
+    except ValueError as error:
+        raise UserError(f"--model {config.model}: {error}")
+    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
+    # Outputs are in target units; errors divided by the training std weigh every target the same.
+    scale = info["target_std"] if info["kind"] == "regression" else None
+    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=MaskedLoss(info["kind"], scale))
+    return model
+
+
+# === Metrics and baselines ===
+
+
+def scores(kind, targets, predicted):
+    """The field's metrics on observed labels, averaged over targets (and per target when T > 1).
+
+    Args:
+        kind: str. regression, binary or multiclass.
+        targets: (G, T) float with NaN for missing labels (multiclass: (G, 1) class ids).
+        predicted: (G, T) values or probabilities (multiclass: (G, K) probabilities).
+    """
+    from sklearn import metrics
+
+    if kind == "multiclass":
+        labels = targets[:, 0].astype(np.int64)
+        result = {"accuracy": float(np.mean(np.argmax(predicted, axis=1) == labels))}
+        present = np.unique(labels)
+        if len(present) > 1:
+            probabilities = predicted[:, present] / predicted[:, present].sum(axis=1, keepdims=True)
+            result["roc_auc"] = float(metrics.roc_auc_score(labels, probabilities if len(present) > 2 else
+                                                            probabilities[:, 1], multi_class="ovr"))
+        return result
+    per_target = []
+    for column in range(targets.shape[1]):
+        observed = ~np.isnan(targets[:, column])
+        truth, guess = targets[observed, column], predicted[observed, column]
+        if kind == "regression":
+            one = {
+                "rmse": float(np.sqrt(np.mean((truth - guess) ** 2))),
+                "mae": float(np.mean(np.abs(truth - guess))),
+                "r2": float(metrics.r2_score(truth, guess)) if len(truth) > 1 else float("nan"),
+            }
+        else:
+            one = {"accuracy": float(np.mean((guess >= 0.5) == (truth == 1)))}
+            if len(np.unique(truth)) == 2:  # AUCs are undefined when the split holds one class
+                one["roc_auc"] = float(metrics.roc_auc_score(truth, guess))
+                one["pr_auc"] = float(metrics.average_precision_score(truth, guess))
+        per_target.append(one)
+    keys = ["rmse", "mae", "r2"] if kind == "regression" else ["roc_auc", "pr_auc", "accuracy"]
+    result = {key: float(np.nanmean([one.get(key, np.nan) for one in per_target])) for key in keys
+              if any(key in one for one in per_target)}
+    if len(per_target) > 1:
+        result["per_target"] = per_target
+    return result
+
+
+def fingerprints(graph_set):
+    """Classical features: Morgan bit vectors (molecules) or label counts (TU graphs), (G, D)."""
+    if graph_set.smiles:
+        from rdkit import Chem
+        from rdkit.Chem import rdFingerprintGenerator
+
+        generator = rdFingerprintGenerator.GetMorganGenerator(radius=FINGERPRINT_RADIUS, fpSize=FINGERPRINT_BITS)
+        return np.array([generator.GetFingerprintAsNumPy(Chem.MolFromSmiles(smiles)) for smiles in graph_set.names],
+                        np.float32).reshape(len(graph_set), FINGERPRINT_BITS)
+    rows = []
+    for graph in graph_set.graphs:
+        # Node-label counts and (source label, edge label, target label) counts: a 1-hop WL histogram.
+        sources, targets = graph.nodes[graph.edge_index[:, 0]], graph.nodes[graph.edge_index[:, 1]]
+        triples = np.einsum("ei,ej,ek->ijk", sources, graph.edges, targets).ravel()
+        rows.append(np.concatenate([graph.nodes.sum(axis=0), triples]))
+    return np.log1p(np.array(rows, np.float32))
+
+
+def classical_predictions(kind, train, validation, test):
+    """Ridge / logistic regression on `fingerprints`, strength chosen on the validation split."""
+    from sklearn.linear_model import LogisticRegression
+
+    x_train, x_test = fingerprints(train), fingerprints(test)
+    x_validation = fingerprints(validation) if len(validation) else None
+    strengths = [0.01, 0.1, 1.0, 10.0, 100.0]
+    if kind == "multiclass":
+        labels = train.targets[:, 0].astype(np.int64)
+
+        def fit(c):
+            return LogisticRegression(C=c, max_iter=3000).fit(x_train, labels)
+
+        model = fit(1.0)
+        if x_validation is not None and len(np.unique(labels)) > 1:
+            model = max((fit(c) for c in strengths),
+                        key=lambda m: m.score(x_validation, validation.targets[:, 0].astype(np.int64)))
+        probabilities = np.zeros((len(test), int(labels.max()) + 1))
+        probabilities[:, model.classes_] = model.predict_proba(x_test)
+        return probabilities
+    predicted = np.zeros(test.targets.shape, np.float32)
+    for column in range(train.targets.shape[1]):
+        rows = ~np.isnan(train.targets[:, column])
+        observed = ~np.isnan(validation.targets[:, column]) if x_validation is not None else None
+        if observed is not None and observed.sum() > 1:
+            held_out = (x_validation[observed], validation.targets[observed, column])
+        else:
+            held_out = None
+        predicted[:, column] = _fit_one_target(kind, x_train[rows], train.targets[rows, column], held_out, x_test,
+                                               strengths)
+    return predicted
+
+
+def _fit_one_target(kind, x, y, held_out, x_test, strengths):
+    """Ridge (regression) or logistic regression (0/1) on one target; the strength with the best
+    validation RMSE / ROC-AUC when `held_out = (x, y)` is given, else 1.0. Returns test predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import roc_auc_score
+
+    if kind != "regression" and len(np.unique(y)) < 2:
+        return np.full(len(x_test), y[0], np.float32)  # one class in training: predict it
+
+    def fit(strength):
+        if kind == "regression":
+            return Ridge(alpha=strength).fit(x, y)
+        return LogisticRegression(C=1.0 / strength, max_iter=3000).fit(x, y)
+
+    def guess(model, features):
+        return model.predict(features) if kind == "regression" else model.predict_proba(features)[:, 1]
+
+    def quality(model):
+        features, truth = held_out
+        if kind == "regression":
+            return -np.sqrt(np.mean((truth - guess(model, features)) ** 2))
+        return roc_auc_score(truth, guess(model, features)) if len(np.unique(truth)) == 2 else 0.0
+
+    best = max((fit(strength) for strength in strengths), key=quality) if held_out is not None else fit(1.0)
+    return guess(best, x_test)
+
+
+def baseline(config, data):
+    """Morgan fingerprints + ridge / logistic regression, and nested under `mean_predictor` the
+    training mean (regression) or majority class / positive rate (classification)."""
+    kind, sets = data.info["kind"], data.sets
+    train, test = sets["train"].targets, sets["test"].targets
+    if kind == "multiclass":
+        counts = np.bincount(train[:, 0].astype(np.int64), minlength=data.info["num_outputs"])
+        constant = np.tile(counts / counts.sum(), (len(test), 1))
+        constant_name = "majority class"
+    elif kind == "binary":
+        constant = np.tile(np.nanmean(train, axis=0), (len(test), 1))  # the positive rate: AUC 0.5
+        constant_name = "majority class (training positive rate as the probability)"
+    else:
+        constant = np.tile(np.nanmean(train, axis=0), (len(test), 1))
+        constant_name = "mean predictor"
+    result = scores(kind, test, classical_predictions(kind, sets["train"], sets["validation"], sets["test"]))
+    result["name"] = ("Morgan fingerprint (r=2, 2048 bits)" if sets["train"].smiles else "label-count fingerprint") + (
+        " + ridge" if kind == "regression" else " + logistic regression")
+    result["mean_predictor"] = {**scores(kind, test, constant), "name": constant_name}
+    if config.verbose:
+        shown = ", ".join(f"{key} {value:.4f}" for key, value in result["mean_predictor"].items()
+                          if isinstance(value, float))
+        print(f"  {constant_name}: {shown}")
+    return result
+
+
+def predict_split(model, dataset):
+    """The model's final outputs over a dataset, in order: values, or probabilities."""
+    outputs = np.concatenate([np.asarray(model(inputs, training=False)) for inputs, _ in dataset])
+    return outputs
+
+
+def final_outputs(kind, raw):
+    """Network outputs → values (regression) or probabilities (sigmoid / softmax)."""
+    if kind == "regression":
+        return raw
+    if kind == "binary":
+        return 1.0 / (1.0 + np.exp(-raw))
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def evaluate(model, data, config, plots_dir=None):
+    """RMSE, MAE, R² (regression) or ROC-AUC, PR-AUC, accuracy on the test split; parity / ROC plots."""
+    kind = data.info["kind"]
+    predicted = final_outputs(kind, predict_split(model, data.test))
+    targets = data.sets["test"].targets
+    result = scores(kind, targets, predicted)
+    if plots_dir is not None:
+        plots_dir = pathlib.Path(plots_dir)
+        if kind == "regression":
+            parity_plot(targets, predicted, data.info["target_names"], plots_dir / "parity.png")
+        elif kind == "binary":
+            roc_plot(targets, predicted, data.info["target_names"], plots_dir / "roc.png")
+        else:
+            from sklearn.metrics import confusion_matrix
+
+            labels = targets[:, 0].astype(np.int64)
+            matrix = confusion_matrix(labels, np.argmax(predicted, axis=1), labels=range(data.info["num_outputs"]))
+            plots.confusion_matrix(matrix, data.info["class_names"], plots_dir / "confusion_matrix.png")
+    return result
+
+
+# === Pictures ===
+
+
+def parity_plot(targets, predicted, names, path, limit=4):
+    """Predicted against measured for the test split (first `limit` targets), with y = x."""
+    import matplotlib.pyplot as plt  # the Agg backend is set by tasks.core.plots
+
+    count = min(targets.shape[1], limit)
+    figure, axes = plt.subplots(1, count, figsize=(4.2 * count, 4), squeeze=False)
+    for column, axis in enumerate(axes[0]):
+        observed = ~np.isnan(targets[:, column])
+        truth, guess = targets[observed, column], predicted[observed, column]
+        low, high = min(truth.min(), guess.min()), max(truth.max(), guess.max())
+        axis.plot([low, high], [low, high], color="grey", linewidth=1)
+        axis.scatter(truth, guess, s=10, alpha=0.6)
+        rmse = np.sqrt(np.mean((truth - guess) ** 2))
+        axis.set_title(f"{names[column][:40]}\nRMSE {rmse:.3f}, n={len(truth)}", fontsize=9)
+        axis.set_xlabel("measured")
+        axis.set_ylabel("predicted")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def roc_plot(targets, probabilities, names, path, limit=8):
+    """ROC curves of the test split (first `limit` targets) with their AUC."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve
+
+    figure, axis = plt.subplots(figsize=(4.6, 4.2))
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--")
+    for column in range(min(targets.shape[1], limit)):
+        observed = ~np.isnan(targets[:, column])
+        truth, score = targets[observed, column], probabilities[observed, column]
+        if len(np.unique(truth)) < 2:
+            continue
+        false_positive, true_positive, _ = roc_curve(truth, score)
+        axis.plot(false_positive, true_positive, label=f"{names[column][:24]} (AUC {roc_auc_score(truth, score):.3f})")
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title("ROC (test)")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+# === Export and predict ===
+
+
+def example_graphs(info):
+    """Two or three small graphs with the model's feature sizes, for the export's reload check."""
+    if info["featurizer"] == molecules.FEATURIZER:
+        graphs, _, _ = molecules.featurize_smiles(["CCO", "c1ccccc1C(=O)O", "[NH4+]"])
+        return molecules.union(graphs)
+    nodes = np.eye(3, info["num_node_features"], dtype=np.float32)
+    edges = np.eye(2, info["num_edge_features"], dtype=np.float32)
+    pair = molecules.Graph(nodes[:2], edges, np.array([[0, 1], [1, 0]], np.int32))
+    single = molecules.Graph(nodes[2:], edges[:0], np.zeros((0, 2), np.int32))
+    return molecules.union([pair, single])
+
+
+def serving(model, info):
+    """`serving_default`: graph tensors of a disjoint-union batch → predictions per graph.
+
+    Regression: `predictions` (B, T) in target units. Binary / multi-task: `probabilities` (B, T)
+    and `labels` (B, T) int32 at 0.5. Multi-class: `probabilities` (B, K) and `labels` (B,) class
+    ids (names in assets/labels.txt). RDKit featurization stays outside (Python, not TF ops).
+    """
+    kind = info["kind"]
+
+    def predict_graphs(node_features, edge_features, edge_index, graph_index):
+        raw = model({"node_features": node_features, "edge_features": edge_features, "edge_index": edge_index,
+                     "graph_index": graph_index}, training=False)
+        raw = tf.cast(raw, tf.float32)
+        if kind == "regression":
+            return {"predictions": raw}
+        if kind == "binary":
+            probabilities = tf.sigmoid(raw)
+            return {"probabilities": probabilities, "labels": tf.cast(probabilities >= 0.5, tf.int32)}
+        probabilities = tf.nn.softmax(raw, axis=-1)
+        return {"probabilities": probabilities, "labels": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+    signature = [
+        tf.TensorSpec([None, info["num_node_features"]], tf.float32, name="node_features"),
+        tf.TensorSpec([None, info["num_edge_features"]], tf.float32, name="edge_features"),
+        tf.TensorSpec([None, 2], tf.int32, name="edge_index"),
+        tf.TensorSpec([None], tf.int32, name="graph_index"),
+    ]
+    example = example_graphs(info)
+    return [export.Endpoint("serving_default", predict_graphs, signature,
+                            [example[spec.name] for spec in signature])]
+
+
+def read_predict_inputs(inputs, info):
+    """`(graphs, names, notes)` from SMILES strings, SMILES files (.csv, .smi, .txt) or a TU folder."""
+    if info["featurizer"] == "tu":
+        if len(inputs) != 1 or not pathlib.Path(inputs[0]).is_dir():
+            raise UserError("this model was trained on TU graphs: pass one TU folder (<NAME>_A.txt, ...) to predict.")
+        graph_set = molecules.read_tu(inputs[0], vocabulary=info["tu_vocabulary"])
+        return graph_set.graphs, graph_set.names, []
+    smiles = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if path.suffix.lower() == ".csv" and path.is_file():
+            import csv
+
+            with open(path, newline="", encoding="utf-8-sig") as file:
+                rows = list(csv.reader(file))
+            header = [name.strip() for name in rows[0]] if rows else []
+            column = molecules._pick_column(header, "smiles", "the SMILES column", path)
+            smiles += [row[header.index(column)] for row in rows[1:] if row]
+        elif path.suffix.lower() in (".smi", ".txt") and path.is_file():
+            smiles += [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        else:
+            smiles.append(item)
+    graphs, names, removed = molecules.featurize_smiles(smiles, info.get("largest_fragment", True))
+    notes = [f"{original.strip()}: kept the largest fragment ({count} removed)"
+             for original, count in zip(smiles, removed) if count]
+    return graphs, names, notes
+
+
+def predict(inputs, model_path, output_dir="predictions"):
+    """Featurizes the inputs like training did and prints the SavedModel's prediction for each."""
+    path = export.latest(model_path)
+    info = json.loads((path / "assets" / "info.json").read_text())
+    graphs, names, notes = read_predict_inputs(inputs, info)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    kind, target_names = info["kind"], info["target_names"]
+    class_names = info.get("class_names")
+    lines = []
+    for start in range(0, len(graphs), PREDICT_BATCH):
+        batch = molecules.union(graphs[start:start + PREDICT_BATCH])
+        out = signature(**{key: tf.constant(value) for key, value in batch.items()})
+        for row, name in enumerate(names[start:start + PREDICT_BATCH]):
+            if kind == "regression":
+                values = out["predictions"].numpy()[row]
+                text = ", ".join(f"{target} = {value:.4f}" for target, value in zip(target_names, values))
+            elif kind == "binary":
+                values = out["probabilities"].numpy()[row]
+                positive = f" = {class_names[1]}" if class_names else ""  # TU labels, e.g. MUTAG's -1 / 1
+                text = ", ".join(f"P({target}{positive}) = {value:.4f}" for target, value in zip(target_names, values))
+            else:
+                probabilities = out["probabilities"].numpy()[row]
+                label = int(out["labels"].numpy()[row])
+                text = f"class {class_names[label] if class_names else label} (p = {probabilities[label]:.4f})"
+            lines.append(f"{name}\t{text}")
+    print("\n".join(lines))
+    return path
+
+
+# === Train ===
+
+
+def train(config, fresh=False):
+    """The whole job: data → model → fit → evaluate + baseline → export. Returns the model.
+
+    With `--folds K` and `--fold -1`, trains every fold (no export: a K-fold run estimates the
+    metric; export one fold with `--fold i`) and writes the mean and standard deviation.
+    """
+    if config.folds > 1 and config.fold < 0:
+        return cross_validate(config, fresh=fresh)
+    return runner.train(sys.modules[__name__], config, fresh=fresh)
+
+
+def train_fold(config, fresh=False):
+    """One fold of a K-fold run: the runner's job without the export. Returns (model, metrics record)."""
+    module = sys.modules[__name__]
+    run = Run.for_config(runner.task_name(module), config)
+    if run.complete and not fresh:
+        runner.say(config, f"Fold {config.fold}: {run.path} is already complete.")
+        return keras.saving.load_model(run.model_file), run.read_metrics()
+    strategy = training.setup(config)
+    data = load_data(config)
+    with strategy.scope():
+        model = build_model(config, data.info)
+    run.start(config, fresh=fresh)
+    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
+    stats = training.fit(model, data, config, run)
+    model.save(run.model_file)
+    plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
+    return model, runner.measure(module, model, data, config, run, stats)
+
+
+def cross_validate(config, fresh=False):
+    """Every fold of `--folds K`; writes `cv_metrics.json` (per fold, mean, std) and returns the last model."""
+    records, model = [], None
+    for fold in range(config.folds):
+        fold_config = dataclasses.replace(config, fold=fold,
+                                          run_name=f"{config.run_name}-fold{fold}" if config.run_name else "")
+        runner.say(config, f"\n=== fold {fold + 1} of {config.folds} ===")
+        model, record = train_fold(fold_config, fresh=fresh)
+        records.append(record)
+    summary = {"task": "graph_property", "data": config.data, "folds": config.folds, "metrics": {}, "baseline": {},
+               "per_fold": [{"metrics": r["metrics"], "baseline": r["baseline"]} for r in records],
+               "train_seconds": float(sum(r.get("train_seconds") or 0 for r in records)),
+               "examples_per_second": float(np.median([r.get("examples_per_second") or 0 for r in records])),
+               "config": config_lib.to_dict(config)}
+    for part in ("metrics", "baseline"):
+        keys = [key for key, value in records[0][part].items() if isinstance(value, float)]
+        for key in keys:
+            values = np.array([r[part].get(key, np.nan) for r in records], np.float64)
+            summary[part][key] = float(np.nanmean(values))
+            summary[part][f"{key}_std"] = float(np.nanstd(values))
+    means = [r["baseline"]["mean_predictor"] for r in records]
+    summary["baseline"]["mean_predictor"] = {key: float(np.nanmean([m.get(key, np.nan) for m in means]))
+                                             for key, value in means[0].items() if isinstance(value, float)}
+    run = Run.for_config("graph_property", config)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.path / "cv_metrics.json", json.dumps(summary, indent=2) + "\n")
+    if config.verbose:
+        print(f"\n{config.folds}-fold cross-validation on {config.data} (mean ± std over folds)")
+        for key, value in summary["metrics"].items():
+            if not key.endswith("_std"):
+                base = summary["baseline"].get(key)
+                beside = f"   baseline {base:.4f} ± {summary['baseline'][key + '_std']:.4f}" if base is not None else ""
+                print(f"  {key:<12} {value:.4f} ± {summary['metrics'][key + '_std']:.4f}{beside}")
+        print(f"Wrote {run.path / 'cv_metrics.json'}; no export for a K-fold run (export a fold with --fold i).")
+    return model
+
+
+if __name__ == "__main__":
+    cli.main(sys.modules[__name__])
