@@ -27,3 +27,5 @@ from applications import autoencoder  # noqa: E402,F401
 from applications import yolo  # noqa: E402,F401
 from applications import rpn  # noqa: E402,F401
 from applications import mpnn  # noqa: E402,F401
+from applications import dcgan  # noqa: E402,F401
+from applications import vae  # noqa: E402,F401

@@ -1,0 +1,345 @@
+"""Image generation: FID and KID against direct computations, the demo end to end (conditional
+DCGAN and VAE: metrics beside the noise baseline, sample grids, export, predict), every bad input,
+and MNIST (conditional samples classified as their class, FID far below the noise baseline)."""
+
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from scipy import linalg
+
+from tasks import image_generation
+from tasks.core import cli
+from tasks.core import config as config_lib
+from tasks.core import export
+from tasks.core.errors import UserError
+from tasks.metrics import generation as metrics
+from tests import helpers
+from tests.helpers import assert_one_line_error
+
+# === Metrics ===
+
+
+def random_covariance(rng, dimension):
+    root = rng.normal(size=(dimension, dimension))
+    return root @ root.T / dimension + 0.1 * np.eye(dimension)
+
+
+def closed_form_fid(mean_a, covariance_a, mean_b, covariance_b):
+    """The Fréchet distance in its symmetric form: Tr(A + B - 2 (A^1/2 B A^1/2)^1/2)."""
+    root_a = linalg.sqrtm(covariance_a).real
+    middle = linalg.sqrtm(root_a @ covariance_b @ root_a).real
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(covariance_a + covariance_b - 2 * middle))
+
+
+def test_frechet_distance_of_known_gaussians():
+    rng = np.random.default_rng(0)
+    mean_a, mean_b = rng.normal(size=5), rng.normal(size=5)
+    covariance_a, covariance_b = random_covariance(rng, 5), random_covariance(rng, 5)
+    assert metrics.frechet_distance(mean_a, covariance_a, mean_b, covariance_b) == pytest.approx(
+        closed_form_fid(mean_a, covariance_a, mean_b, covariance_b), rel=1e-6
+    )
+    # Diagonal covariances: |mu_a - mu_b|^2 + sum (sqrt(a_i) - sqrt(b_i))^2.
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    expected = 3.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert metrics.frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b)) == pytest.approx(expected)
+    assert metrics.frechet_distance(mean_a, covariance_a, mean_a, covariance_a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(1)
+    mean_a, mean_b = np.zeros(4), np.array([1.0, 0.0, -0.5, 0.0])
+    covariance_a, covariance_b = random_covariance(rng, 4), random_covariance(rng, 4)
+    a = rng.multivariate_normal(mean_a, covariance_a, size=20_000)
+    b = rng.multivariate_normal(mean_b, covariance_b, size=20_000)
+    expected = closed_form_fid(mean_a, covariance_a, mean_b, covariance_b)
+    assert metrics.fid(a, b) == pytest.approx(expected, rel=0.05)
+    assert metrics.fid(a[:10_000], a[10_000:]) < 0.01 * expected
+
+
+def direct_mmd(x, y):
+    """Unbiased MMD^2 with k(u, v) = (u.v / d + 1)^3, pair by pair."""
+    def k(u, v):
+        return (np.dot(u, v) / len(u) + 1.0) ** 3
+
+    n, m = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_a_direct_computation():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 5)), rng.normal(0.5, 1.0, size=(30, 5))
+    assert metrics.mmd_squared(x, y) == pytest.approx(direct_mmd(x, y), rel=1e-9)
+    # One subset holding every example is the whole-set estimate (MMD is order-free).
+    mean, std = metrics.kid(x, y, num_subsets=1, subset_size=30)
+    assert mean == pytest.approx(direct_mmd(x, y), rel=1e-9) and std == 0.0
+    same = metrics.kid(rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8)), subset_size=500)[0]
+    shifted = metrics.kid(rng.normal(size=(2000, 8)), rng.normal(0.3, 1.0, size=(2000, 8)), subset_size=500)[0]
+    assert abs(same) < 0.01 < shifted
+
+
+def test_noise_baseline_and_mosaic():
+    info = {"image_shape": [6, 4, 1], "channel_mean": [100.0], "channel_std": [20.0]}
+    noise = image_generation.noise_images(info, 500, seed=0)
+    assert noise.shape == (500, 6, 4, 1) and noise.dtype == np.uint8
+    assert noise.mean() == pytest.approx(100, abs=1) and noise.std() == pytest.approx(20, abs=1)
+    mosaic = image_generation.tile(noise[:5], columns=3, scale=2)
+    assert mosaic.shape == (2 * (2 * 8 + 2), 2 * (3 * 6 + 2), 1)
+
+
+# === The demo, trained once per model in this process ===
+
+
+def run_in_process(capsys, workdir, *args):
+    """`python -m tasks.image_generation ARGS` in this process (no TF start-up per case)."""
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        code = cli.main(image_generation, [str(arg) for arg in args]) or 0
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        os.chdir(cwd)
+    return types.SimpleNamespace(returncode=code, stderr=capsys.readouterr().err, out="")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("generation")
+
+
+def demo_config(workdir, **overrides):
+    return config_lib.build(
+        image_generation.Config, runs_dir=str(workdir / "runs"), export_dir=str(workdir / "saved_models"),
+        verbose=0, epochs=5, classifier_epochs=5, **overrides,
+    )
+
+
+def trained(workdir, **overrides):
+    config = demo_config(workdir, **overrides)
+    model = image_generation.train(config)
+    run = image_generation.Run.for_config("image_generation", config)
+    version = export.latest(workdir / "saved_models" / "image_generation")
+    return types.SimpleNamespace(config=config, model=model, run=run.path, export=version,
+                                 metrics=json.loads((run.path / "metrics.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def gan(workdir):
+    return trained(workdir)
+
+
+@pytest.fixture(scope="module")
+def vae(workdir, gan):  # after the GAN: reuses its cached feature classifier
+    return trained(workdir, model="vae", validation_fraction=0.1)
+
+
+def test_gan_metrics_sit_beside_the_noise_baseline(gan):
+    record = gan.metrics
+    result, baseline = record["metrics"], record["baseline"]
+    assert "not Inception-v3" in result["feature_network"] and "classification" in result["feature_network"]
+    assert result["num_samples"] == 360  # the demo's test split
+    assert sum(result["sample_class_counts"].values()) == 360
+    assert set(result["per_class_accuracy"]) == set(map(str, range(10)))
+    assert 0 <= result["fid_floor"] < result["fid"] and result["fid"] < baseline["fid"]
+    assert result["classifier_test_accuracy"] > 0.5
+    for key in ("fid", "kid", "class_accuracy", "sample_class_counts"):
+        assert key in baseline
+    assert baseline["class_accuracy"] < 0.3  # noise is no digit
+    plots = gan.run / "plots"
+    assert sorted(path.name for path in (plots / "samples").iterdir()) == [f"epoch_{n:03d}.png" for n in range(1, 6)]
+    assert (plots / "samples.png").is_file() and (plots / "training_curves.png").is_file()
+    # The feature classifier is a tasks.classification run, cached for the next generation run.
+    (classifier,) = [path for path in (gan.run.parents[1] / "classification").iterdir() if path.name != "exports"]
+    assert (classifier / "model.keras").is_file()
+
+
+def test_sample_signature_is_deterministic_and_matches_keras(gan):
+    loaded = tf.saved_model.load(str(gan.export))
+    sample = loaded.signatures["serving_default"]
+    first = sample(num_images=tf.constant(20), seed=tf.constant(3), class_id=tf.constant(-1))
+    again = sample(num_images=tf.constant(20), seed=tf.constant(3), class_id=tf.constant(-1))
+    other = sample(num_images=tf.constant(20), seed=tf.constant(4), class_id=tf.constant(-1))
+    assert first["images"].dtype == tf.uint8 and first["images"].shape == (20, 8, 8, 1)
+    np.testing.assert_array_equal(first["images"], again["images"])
+    assert not np.array_equal(first["images"], other["images"])
+    np.testing.assert_array_equal(first["class_id"], np.arange(20) % 10)
+    info = json.loads((gan.export / "assets" / "info.json").read_text())
+    images, _ = image_generation.sampler(gan.model, info)(20, 3)
+    assert np.abs(images.numpy().astype(int) - first["images"].numpy().astype(int)).max() <= 1
+    sevens = sample(num_images=tf.constant(5), seed=tf.constant(3), class_id=tf.constant(7))
+    np.testing.assert_array_equal(sevens["class_id"], [7] * 5)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"num_images": 0}, "num_images must be >= 1"),
+    ({"num_images": 5000}, "num_images must be <= 1024"),
+    ({"class_id": 10}, "class_id must be"),
+    ({"class_id": -2}, "class_id must be"),
+])
+def test_sample_signature_refuses_bad_requests(gan, arguments, message):
+    sample = tf.saved_model.load(str(gan.export)).signatures["sample"]
+    request = {"num_images": 4, "seed": 0, "class_id": 0, **arguments}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        sample(**{key: tf.constant(value) for key, value in request.items()})
+
+
+def test_predict_writes_sample_grids(gan, tmp_path, capsys):
+    result = run_in_process(capsys, tmp_path, "predict", "--model", gan.export.parent, "--output", "out",
+                            "all", "3", "--num-images", "4", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    grid = np.asarray(Image.open(tmp_path / "out" / "samples_all.png"))
+    # 4 images of each of the 10 classes, a column per class; 8x8 digits shown 8x larger.
+    assert grid.shape == ((4 * (8 + 2) + 2) * 8, (10 * (8 + 2) + 2) * 8)
+    assert (tmp_path / "out" / "samples_3.png").is_file()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["all", "--num-images", "0"], ["--num-images", "between 1 and 1024"]),
+    (["all", "--num-images", "100000"], ["--num-images", "100000"]),
+    (["42"], ["class '42' is out of range", "0..9"]),
+    (["cat"], ["class 'cat'"]),
+    (["digit.png"], ["only a VAE"]),
+])
+def test_predict_bad_requests_are_one_line(gan, tmp_path, capsys, flags, words):
+    result = run_in_process(capsys, tmp_path, "predict", "--model", gan.export.parent, "--output", "out", *flags)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_vae_elbo_reconstructions_and_signatures(vae, tmp_path, capsys):
+    result, baseline = vae.metrics["metrics"], vae.metrics["baseline"]
+    assert result["negative_elbo"] == pytest.approx(result["reconstruction_nats"] + result["kl_nats"], rel=1e-5)
+    assert result["negative_elbo"] < baseline["negative_elbo"]
+    assert result["reconstruction_mse"] < baseline["reconstruction_mse"]
+    # 5 demo epochs teach the ELBO, not yet sharp samples: FID is reported, not asserted here.
+    assert result["fid"] >= 0 and "fid" in baseline and "class_accuracy" not in result
+    for name in ("reconstructions.png", "interpolation.png", "samples.png"):
+        assert (vae.run / "plots" / name).is_file(), name
+    loaded = tf.saved_model.load(str(vae.export))
+    digits = np.asarray(image_generation.image_readers.demo_digits().splits["test"][0][:3])  # (3, 8, 8, 1) uint8
+    encoded = loaded.signatures["encode"](images=tf.constant(digits))
+    assert encoded["mean"].shape == (3, 16) and encoded["log_variance"].shape == (3, 16)
+    decoded = loaded.signatures["decode"](latent=encoded["mean"])["images"]
+    assert decoded.dtype == tf.uint8 and decoded.shape == (3, 8, 8, 1)
+    sample = loaded.signatures["sample"]
+    np.testing.assert_array_equal(sample(num_images=tf.constant(4), seed=tf.constant(9))["images"],
+                                  sample(num_images=tf.constant(4), seed=tf.constant(9))["images"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="encode takes 8x8 images"):
+        loaded.signatures["encode"](images=tf.zeros((1, 10, 10, 1), tf.uint8))
+    # predict: reconstructions and an interpolation strip of image files, and a sample grid.
+    for index, digit in enumerate(digits[:2]):
+        Image.fromarray(digit[..., 0]).save(tmp_path / f"digit{index}.png")
+    result = run_in_process(capsys, tmp_path, "predict", "--model", vae.export, "--output", "out",
+                            "digit0.png", "digit1.png", "all")
+    assert result.returncode == 0, result.stderr
+    for name in ("reconstructions.png", "interpolation.png", "samples_all.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    Image.new("L", (10, 10)).save(tmp_path / "large.png")
+    bad = run_in_process(capsys, tmp_path, "predict", "--model", vae.export, "--output", "out2", "large.png")
+    assert_one_line_error(bad, "large.png", "10x10", "encodes 8x8")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_evaluate_with_a_given_classifier_run_and_export(gan, vae, workdir, capsys):
+    (classifier,) = [path for path in (workdir / "runs" / "classification").iterdir() if path.name != "exports"]
+    result = run_in_process(capsys, workdir, "evaluate", "--runs-dir", "runs", "--epochs", "5", "--classifier-epochs", "5",
+                            "--verbose", "0", "--classifier", classifier)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((gan.run / "metrics.json").read_text())
+    assert str(classifier) in record["metrics"]["feature_network"]
+    assert record["metrics"]["fid"] == pytest.approx(gan.metrics["metrics"]["fid"], rel=1e-4)
+    before = export.versions(workdir / "saved_models" / "image_generation")
+    result = run_in_process(capsys, workdir, "export", "--runs-dir", "runs", "--epochs", "5", "--verbose", "0")
+    assert result.returncode == 0, result.stderr
+    assert len(export.versions(workdir / "saved_models" / "image_generation")) == len(before) + 1
+
+
+# === Bad input to train: one line, exit 2, nothing written ===
+
+
+def one_image(root):
+    (root / "seven").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "seven" / "0.png")
+
+
+def odd_sizes(root):
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for index in range(5):
+            Image.fromarray(np.full((9, 9), 40 * index, np.uint8)).save(root / name / f"{index}.png")
+
+
+@pytest.mark.parametrize("case, make, flags, words", [
+    ("one-image", one_image, [], ["1 class folder"]),  # the shared reader's own check comes first
+    ("odd-size", odd_sizes, [], ["even", "--image-size"]),
+    ("missing-classifier", odd_sizes, ["--image-size", "8", "--classifier", "nowhere"], ["--classifier nowhere"]),
+    ("unknown-model", odd_sizes, ["--model", "resnet20"], ["--model", "conditional_dcgan"]),
+])
+def test_bad_training_input_is_one_line(case, make, flags, words, tmp_path, capsys):
+    make(tmp_path / "data")
+    result = run_in_process(capsys, tmp_path, "train", "--data", tmp_path / "data", "--epochs", "1", *flags)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved_models").exists()
+
+
+def test_a_training_split_of_one_image_is_refused(monkeypatch):
+    # A split the readers accept (e.g. a TFDS train split) that holds one image.
+    images = np.zeros((3, 8, 8, 1), np.uint8)
+    found = image_generation.image_readers.ImageData(
+        splits={"train": (images[:1], np.array([0], np.int32)), "test": (images[1:], np.array([0, 1], np.int32))},
+        class_names=["a", "b"],
+    )
+    monkeypatch.setattr(image_generation.classification, "read_source", lambda config: found)
+    with pytest.raises(UserError, match="the training set holds 1 image.*at least 2"):
+        image_generation.load_data(config_lib.build(image_generation.Config, data="demo"))
+
+
+@pytest.mark.subprocess
+def test_bad_input_through_the_real_cli(tmp_path):
+    one_image(tmp_path / "data")
+    result = helpers.run_cli("image_generation", "train", "--data", tmp_path / "data", cwd=tmp_path)
+    assert_one_line_error(result, "1 class folder")
+    help_text = helpers.run_cli("image_generation", "train", "--help", cwd=tmp_path).stdout
+    for field in config_lib.fields(image_generation.Config):
+        assert "--" + field.name.replace("_", "-") in help_text
+
+
+# === Real data ===
+
+# The CI recipe on MNIST (first 8,000 train / last 2,000 test); measured: see README.
+MNIST = ["--epochs", "5", "--width", "32", "--verbose", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_mnist_conditional_samples_are_their_class(shared_data, tmp_path):
+    result = helpers.run_cli("image_generation", "train", "--data", shared_data / "mnist", *MNIST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "runs" / "image_generation").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    result_, baseline = record["metrics"], record["baseline"]
+    assert result_["num_samples"] == 2000 and record["config"]["model"] == "conditional_dcgan"
+    assert result_["classifier_test_accuracy"] >= 0.95
+    # Far above chance (0.1) and the noise baseline; FID a small fraction of the noise's.
+    assert result_["class_accuracy"] >= 0.5 and baseline["class_accuracy"] <= 0.2
+    assert result_["fid"] < 0.1 * baseline["fid"]
+    assert result_["fid_floor"] < result_["fid"]
+    assert min(result_["sample_class_counts"].values()) >= 50  # every class appears: no collapse to a few
+    # The export, reloaded in this (fresh) process, gives the Keras model's samples.
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras")
+    info = json.loads((run / "info.json").read_text())
+    expected, labels = image_generation.sampler(model, info)(30, 11)
+    loaded = tf.saved_model.load(str(tmp_path / "saved_models" / "image_generation" / "1"))
+    got = loaded.signatures["sample"](num_images=tf.constant(30), seed=tf.constant(11), class_id=tf.constant(-1))
+    assert np.abs(got["images"].numpy().astype(int) - expected.numpy().astype(int)).max() <= 1
+    np.testing.assert_array_equal(got["class_id"], labels)
