@@ -29,3 +29,5 @@ from applications import rpn  # noqa: E402,F401
 from applications import mpnn  # noqa: E402,F401
 from applications import dcgan  # noqa: E402,F401
 from applications import vae  # noqa: E402,F401
+from applications import text_classifiers  # noqa: E402,F401
+from applications import bert  # noqa: E402,F401

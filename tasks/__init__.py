@@ -10,4 +10,4 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Task modules in the order the README's table lists them (one line each from their docstrings).
-TASKS = ["classification", "text_generation", "segmentation", "anomaly_detection", "detection", "graph_property", "image_generation"]
+TASKS = ["classification", "text_generation", "segmentation", "anomaly_detection", "detection", "graph_property", "image_generation", "sentiment"]

@@ -189,9 +189,10 @@ def broadcast(strategy_, values):
 def broadcast_state(strategy_, model, initial_epoch):
     """Gives every worker the chief's weights, optimizer state and starting epoch."""
     variables = list(model.weights)
-    if model.optimizer is not None:
-        seen = {id(v) for v in variables}
-        variables += [v for v in model.optimizer.variables if id(v) not in seen]
+    seen = {id(v) for v in variables}
+    for optimizer in optimizers(model):  # a GAN has one per network
+        variables += [v for v in optimizer.variables if id(v) not in seen]
+        seen.update(id(v) for v in optimizer.variables)
     values = broadcast(strategy_, [tf.convert_to_tensor(v) for v in variables] + [tf.constant(initial_epoch)])
     for variable, value in zip(variables, values[:-1]):
         variable.assign(value)
@@ -204,6 +205,15 @@ def average_local_state(strategy_, model):
     variables = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
     for variable, value in zip(variables, _all_reduce(strategy_, variables, chief_only=False)):
         variable.assign(value)
+
+
+def optimizers(model):
+    """The model's optimizers: `model.optimizer` and any other optimizer attribute."""
+    found = [model.optimizer] if model.optimizer is not None else []
+    for value in vars(model).values():
+        if isinstance(value, keras.optimizers.Optimizer) and all(value is not o for o in found):
+            found.append(value)
+    return found
 
 
 def flag_from_chief(strategy_, flag):
