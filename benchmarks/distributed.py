@@ -123,7 +123,9 @@ def main(argv=None):
     curves = {f"{w} worker{'s' if w > 1 else ''}": losses for w, (_, _, losses) in results.items()}
     plot(curves, REPO / "benchmarks" / "results" / "distributed_loss.png")
     rate = {w: m["examples_per_second"] for w, (_, m, _) in results.items()}
-    print(f"## Multi-worker training — {machine()}\n")
+    facts = machine()
+    print(f"## Multi-worker training — {facts['nproc']} cores ({facts['cpu']}), TF {facts['tensorflow']}, "
+          f"Keras {facts['keras']}, load {facts['load_average_1min']} at the start\n")
     print(f"`python benchmarks/distributed.py` — classification, {args.model} on `{pathlib.Path(args.data).name}`, "
           f"{args.epochs} epochs, global batch {args.batch_size}, one run of each in one invocation.\n")
     print("| workers | strategy | examples/s | wall (s, whole command) | test accuracy | loss by epoch |")
