@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,21 +31,12 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.classification import log  # noqa: E402
 from benchmarks.classification import machine  # noqa: E402
+from tasks.core.distributed import free_local_ports  # noqa: E402
 
 
 def default_data():
     shared = os.environ.get("APPLIED_DL_DATA")
     return str((pathlib.Path(shared) if shared else REPO.parent / "shared" / "data") / "mnist")
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def launch(args, workdir, num_workers):
@@ -63,7 +53,7 @@ def launch(args, workdir, num_workers):
     if num_workers == 1:
         commands.append(([sys.executable, "-m", "tasks.classification", "train", *common], env))
     else:
-        workers = [f"127.0.0.1:{port}" for port in free_ports(num_workers)]
+        workers = [f"127.0.0.1:{port}" for port in free_local_ports(num_workers)]
         for index in range(num_workers):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             commands.append((

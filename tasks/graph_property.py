@@ -647,20 +647,8 @@ def train(config, fresh=False):
 def train_fold(config, fresh=False):
     """One fold of a K-fold run: the runner's job without the export. Returns (model, metrics record)."""
     module = sys.modules[__name__]
-    run = Run.for_config(runner.task_name(module), config)
-    if run.complete and not fresh:
-        runner.say(config, f"Fold {config.fold}: {run.path} is already complete.")
-        return keras.saving.load_model(run.model_file), run.read_metrics()
-    strategy = training.setup(config)
-    data = load_data(config)
-    with strategy.scope():
-        model = build_model(config, data.info)
-    run.start(config, fresh=fresh)
-    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
-    stats = training.fit(model, data, config, run)
-    model.save(run.model_file)
-    plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
-    return model, runner.measure(module, model, data, config, run, stats)
+    model = runner.train(module, config, fresh=fresh, export_model=False)
+    return model, Run.for_config(runner.task_name(module), config).read_metrics()
 
 
 def cross_validate(config, fresh=False):

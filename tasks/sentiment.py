@@ -593,22 +593,10 @@ def predict(inputs, model_path, output_dir="predictions", encoding="utf-8"):
 
 
 def _train_fold(config, fresh):
-    """One fold of cross-validation: runner.train's steps without the export; returns metrics.json."""
+    """One fold of cross-validation: the runner's job without the export; returns metrics.json."""
     module = sys.modules[__name__]
-    run = Run.for_config(runner.task_name(module), config)
-    if run.complete and not fresh:
-        runner.say(config, f"Fold {config.fold}: run {run.path} is already complete.")
-        return run.read_metrics()
-    strategy = training.setup(config)
-    data = load_data(config)
-    with strategy.scope():
-        model = build_model(config, data.info)
-    run.start(config, fresh=fresh)
-    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
-    stats = training.fit(model, data, config, run, extra_callbacks=callbacks(config, data, run))
-    model.save(run.model_file)
-    plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
-    return runner.measure(module, model, data, config, run, stats)
+    runner.train(module, config, fresh=fresh, export_model=False)
+    return Run.for_config(runner.task_name(module), config).read_metrics()
 
 
 def summarize_folds(records):

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,11 @@ import numpy as np
 import pytest
 
 from tasks.core import distributed
+from tasks.core.distributed import free_local_ports
 from tasks.core.errors import UserError
 from tests.conftest import REPO
 from tests.helpers import assert_one_line_error
 from tests.helpers import run_cli
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def tf_config(ports, index):
@@ -90,7 +80,7 @@ def test_slurm_failure_is_one_clear_error(monkeypatch):
 
 
 def test_a_peer_that_never_answers_times_out():
-    (port,) = free_ports(1)
+    (port,) = free_local_ports(1)
     started = time.monotonic()
     with pytest.raises(UserError, match=f"127.0.0.1:{port} did not answer within 1 s"):
         distributed.wait_for_peers([f"127.0.0.1:{port}"], timeout=1)
@@ -102,7 +92,7 @@ def test_cli_bad_tf_config_and_missing_peer(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{oops")
     result = run_cli("classification", "train", "--strategy", "multi_worker", cwd=tmp_path)
     assert_one_line_error(result, "TF_CONFIG", "JSON")
-    monkeypatch.setenv("TF_CONFIG", tf_config(free_ports(2), 0))
+    monkeypatch.setenv("TF_CONFIG", tf_config(free_local_ports(2), 0))
     started = time.monotonic()
     result = run_cli(
         "classification", "train", "--strategy", "multi_worker", "--cluster-timeout", "3", cwd=tmp_path
@@ -116,7 +106,7 @@ def test_cli_bad_tf_config_and_missing_peer(tmp_path, monkeypatch):
 
 
 def start_cluster(task, args, cwd, num_workers=2):
-    ports = free_ports(num_workers)
+    ports = free_local_ports(num_workers)
     processes = []
     for index in range(num_workers):
         env = {

@@ -140,6 +140,17 @@ def wait_for_chief(strategy_, poll_seconds=0.2):
         time.sleep(poll_seconds)
 
 
+def free_local_ports(count):
+    """`count` free TCP ports on 127.0.0.1, for a cluster of local workers (tests, benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def is_multi_worker(strategy_):
     return isinstance(strategy_, tf.distribute.MultiWorkerMirroredStrategy)
 

@@ -27,8 +27,11 @@ def task_name(module):
     return (spec.name if spec else module.__name__).rsplit(".", 1)[-1]
 
 
-def train(module, config, fresh=False):
+def train(module, config, fresh=False, export_model=True):
     """Trains, evaluates beside the baseline, writes the run and the export; returns the model.
+
+    `export_model=False` stops after `metrics.json` (one fold of a K-fold run estimates, it does
+    not ship).
 
     With `--strategy multi_worker` every worker runs this; the chief alone keeps the run folder,
     evaluates and exports (the others write to a scratch folder they remove).
@@ -85,8 +88,9 @@ def train(module, config, fresh=False):
         model = keras.saving.load_model(run.model_file)
     plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
     measure(module, model, data, config, run, stats)
-    path = export(module, model, data.info, config, run)
-    say(config, f"Exported {path}")
+    if export_model:
+        path = export(module, model, data.info, config, run)
+        say(config, f"Exported {path}")
     return model
 
 
