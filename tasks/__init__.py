@@ -10,4 +10,4 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Task modules in the order the README's table lists them (one line each from their docstrings).
-TASKS = ["classification", "text_generation", "segmentation", "anomaly_detection", "detection", "graph_property", "image_generation", "sentiment"]
+TASKS = ["classification", "detection", "segmentation", "image_generation", "sentiment", "summarization", "translation", "text_generation", "anomaly_detection", "graph_property"]

@@ -46,11 +46,11 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
+from tasks.data.tokenizers import SentencePieceCodec
+from tasks.data.tokenizers import learn_sentencepiece
 
 # The stated limit on generated tokens per prompt (signature and predict).
 MAX_NEW_TOKENS = 2048
-# SentencePiece trains on lines; a newline inside the text is this visible symbol instead.
-NEWLINE_SYMBOL = "\u21b5"
 # Families with a generation cache (KV cache, recurrent state); others recompute the window.
 CACHE_FAMILIES = (gpt_family, lstm_family)
 
@@ -188,62 +188,6 @@ class CharCodec:
 
     def decode(self, ids):
         return tf.strings.unicode_encode(tf.gather(self.codepoints, ids), "UTF-8")
-
-
-class SentencePieceCodec:
-    """SentencePiece pieces ↔ ids; newlines travel as `NEWLINE_SYMBOL`, `<unk>` pieces are dropped.
-
-    Args:
-        proto: bytes. A serialized SentencePiece model.
-    """
-
-    def __init__(self, proto):
-        import keras_hub
-        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
-
-        self.tokenizer = keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
-        self.unknown_id = self.tokenizer.token_to_id("<unk>")
-
-    def _prepare(self, text):
-        return tf.strings.regex_replace(text, "\n", NEWLINE_SYMBOL)
-
-    def encode(self, text):
-        ids = tf.cast(self.tokenizer(self._prepare(text)), tf.int32)
-        return tf.boolean_mask(ids, ids != self.unknown_id)
-
-    def decode(self, ids):
-        return tf.strings.regex_replace(self.tokenizer.detokenize(ids), NEWLINE_SYMBOL, "\n")
-
-    def encode_numpy(self, text):
-        lines = text.split("\n")
-        pieces = [line + NEWLINE_SYMBOL for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
-        rows = self.tokenizer(tf.constant(pieces or [""]))  # eagerly: one list of ids per line
-        ids = np.concatenate([np.asarray(row, np.int32).reshape(-1) for row in rows])
-        known = ids != self.unknown_id
-        return ids[known], ["<unk>"] * int((~known).sum())
-
-    def decode_numpy(self, ids):
-        return self.decode(tf.constant(ids, tf.int32)).numpy().decode("utf-8")
-
-
-def learn_sentencepiece(text, vocabulary_size):
-    """A SentencePiece BPE model of `text`, keeping whitespace as it is; returns the proto bytes."""
-    import io
-
-    import sentencepiece
-
-    lines = [line + NEWLINE_SYMBOL for line in text.split("\n")]
-    model = io.BytesIO()
-    try:
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=model, vocab_size=vocabulary_size,
-            model_type="bpe", character_coverage=1.0, normalization_rule_name="identity",
-            add_dummy_prefix=False, remove_extra_whitespaces=False, split_digits=True,
-            pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, minloglevel=2,
-        )
-    except RuntimeError as error:
-        raise UserError(f"--vocabulary-size {vocabulary_size}: SentencePiece cannot learn it from this text: {str(error).splitlines()[-1]}")
-    return model.getvalue()
 
 
 def codec_for(info):

@@ -62,7 +62,7 @@ class TrainConfig:
     schedule: str = option(
         "cosine",
         "Learning-rate schedule over the whole run.",
-        choices=["constant", "cosine", "onecycle", "step"],
+        choices=["constant", "cosine", "onecycle", "step", "triangle"],
     )
     warmup_epochs: float = option(0.0, "Linear warmup before the schedule.", minimum=0.0)
     patience: int = option(0, "Early-stopping patience in epochs on val_loss (0: off).", minimum=0)
@@ -156,20 +156,52 @@ def load_file(config_cls, path):
 
 
 def build(config_cls, file=None, **overrides):
-    """Returns `config_cls` from its defaults, then `file`, then `overrides` (all checked)."""
+    """Returns `config_cls` from its defaults, then its preset, then `file`, then `overrides`.
+
+    A config class with a `preset` field and a `PRESETS` class attribute (name -> dict of field
+    values) takes `preset=NAME` (from `file` or `overrides`): the preset's values replace the
+    defaults, and the file and explicit overrides still win over them.
+    """
     values = load_file(config_cls, file) if file else {}
     by_name = {field.name: field for field in fields(config_cls)}
+    checked = {}
     for name, value in overrides.items():
         if name not in by_name:
             raise UserError(f"unknown config field '{name}'. Accepted: {', '.join(by_name)}")
-        values[name] = check_value(by_name[name], value)
+        checked[name] = check_value(by_name[name], value)
+    preset = checked.get("preset", values.get("preset"))
+    if preset:
+        values = {**preset_values(config_cls, preset), **values}
+    values.update(checked)
     return config_cls(**values)
+
+
+def preset_names(config_cls):
+    """The names of a config class's presets (its `PRESETS` mapping), sorted."""
+    return sorted(getattr(config_cls, "PRESETS", None) or {})
+
+
+def preset_values(config_cls, name):
+    """The checked field values of preset `name`, or a `UserError` listing the presets."""
+    presets = getattr(config_cls, "PRESETS", None) or {}
+    if name not in presets:
+        known = ", ".join(preset_names(config_cls)) or "none"
+        raise UserError(f"--preset {name!r} is not a preset. Presets: {known}")
+    by_name = {field.name: field for field in fields(config_cls)}
+    values = {}
+    for key, value in presets[name].items():
+        if key not in by_name:
+            raise UserError(f"preset {name!r} sets unknown field '{key}'. Accepted: {', '.join(by_name)}")
+        values[key] = check_value(by_name[key], value, where=f"preset {name!r}")
+    return values
 
 
 def validate(config):
     """Checks every field of an already-built config (e.g. one made in Python)."""
     for field in fields(type(config)):
         check_value(field, getattr(config, field.name), where="config")
+    if getattr(config, "preset", ""):
+        preset_values(type(config), config.preset)  # an unknown name is an error here too
     return config
 
 

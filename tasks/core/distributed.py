@@ -23,6 +23,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -89,7 +91,7 @@ def _host_port(address):
 
 
 def strategy(timeout):
-    """The strategy for this worker, after every peer answered within `timeout` seconds."""
+    """The strategy for this worker, once every peer answered within `timeout` seconds."""
     workers, index = cluster_spec()
     if os.environ.get("TF_CONFIG", "").strip():
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -98,16 +100,48 @@ def strategy(timeout):
             tf.train.ClusterSpec({"worker": workers}), task_type="worker", task_id=index
         )
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-    result = tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver, communication_options=options
+    # The constructor starts this worker's server, then blocks inside TensorFlow (holding the
+    # GIL) until every worker has joined: a peer that never starts would hang it without a word.
+    # A watchdog process waits for each peer's port and, past the deadline, prints one line and
+    # ends this process (exit code 137: it cannot be interrupted more gently).
+    peers = [address for i, address in enumerate(workers) if i != index]
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), *peers],
+        stdin=subprocess.DEVNULL,
     )
-    # The strategy's own server is up now; a peer that never starts would hang the first
-    # collective without a word, so wait for each one's port, then fail clearly.
-    wait_for_peers([w for i, w in enumerate(workers) if i != index], timeout)
+    try:
+        result = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
+    finally:
+        watchdog.kill()
+        watchdog.wait()
     return result
 
 
+# Run by `python -c` with: the worker's pid, the timeout, the peers' addresses.
+_WATCHDOG = """
+import os, signal, socket, sys, time
+pid, timeout, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+deadline = time.monotonic() + timeout
+for address in peers:
+    host, _, port = address.rpartition(":")
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=2.0).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"error: worker {address} did not answer within {timeout:g} s; start every "
+                      "worker of TF_CONFIG (or raise --cluster-timeout).", file=sys.stderr, flush=True)
+                os.kill(pid, signal.SIGKILL)
+                sys.exit(0)
+            time.sleep(0.5)
+"""
+
+
 def wait_for_peers(addresses, timeout):
+    """Returns once every `host:port` accepts a connection; a `UserError` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     for address in addresses:
         host, port = _host_port(address)

@@ -6,6 +6,7 @@
     history = training.fit(model, data, config, run)
 """
 
+import json
 import math
 import os
 import time
@@ -58,6 +59,11 @@ def strategy(name, cluster_timeout=120.0):
 
 # === Optimizer and schedule ===
 
+# The `triangle` schedule (airbench): start, peak position and end, as shares of the peak / run.
+TRIANGLE_START = 0.2
+TRIANGLE_PEAK_AT = 0.23
+TRIANGLE_END = 0.07
+
 
 @keras.saving.register_keras_serializable(package="tasks")
 class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
@@ -68,7 +74,9 @@ class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
         total_steps: int. Steps in the whole run.
         warmup_steps: int. Steps of linear warmup from `peak / 25`. Defaults to 0.
         shape: str. `constant`, `cosine` (to 0), `onecycle` (linear to `peak / 1e4`; warmup
-            defaults to 25 % of the run) or `step` (x0.1 at 50 % and 75 %). Defaults to "cosine".
+            defaults to 25 % of the run), `step` (x0.1 at 50 % and 75 %) or `triangle` (the
+            airbench curve: linear from `0.2 peak` up to `peak` at 23 % of the run unless warmup
+            is given, then linear down to `0.07 peak` at the end). Defaults to "cosine".
     """
 
     def __init__(self, peak, total_steps, warmup_steps=0, shape="cosine"):
@@ -78,12 +86,14 @@ class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
         self.shape = shape
         if shape == "onecycle" and not warmup_steps:
             self.warmup_steps = int(0.25 * self.total_steps)
+        if shape == "triangle" and not warmup_steps:
+            self.warmup_steps = int(TRIANGLE_PEAK_AT * self.total_steps)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         peak = tf.constant(self.peak, tf.float32)
         warmup = float(max(self.warmup_steps, 1))
-        start = peak / 25.0
+        start = peak * TRIANGLE_START if self.shape == "triangle" else peak / 25.0
         warm = start + (peak - start) * tf.minimum(step / warmup, 1.0)
         decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
         progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
@@ -91,6 +101,8 @@ class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
             after = 0.5 * peak * (1.0 + tf.cos(math.pi * progress))
         elif self.shape == "onecycle":
             after = peak + (peak / 1e4 - peak) * progress
+        elif self.shape == "triangle":
+            after = peak + (peak * TRIANGLE_END - peak) * progress
         elif self.shape == "step":
             after = peak * tf.pow(0.1, tf.cast(progress >= 0.5, tf.float32) + tf.cast(progress >= 0.75, tf.float32))
         else:
@@ -191,6 +203,128 @@ class Throughput(keras.callbacks.Callback):
     @property
     def examples_per_cpu_second(self):
         return self._median(self.epoch_cpu_rates)
+
+
+class TimeToAccuracy(keras.callbacks.Callback):
+    """Logs the time at which a held-out accuracy first reaches each threshold (report only).
+
+    After each epoch it calls `accuracy_fn(model)` and records, per epoch, the accuracy, the
+    training seconds so far (wall time since training began, without the time spent in these
+    measurements), the wall seconds including them and the seconds since the process started
+    (data reading and model building included; restarts from 0 when a run resumes). Nothing is
+    selected or stopped on it: it may measure the test split without leaking into training. A resumed run continues the
+    record in `path` (JSON), so the times add up over restarts.
+
+    Args:
+        thresholds: list of float. Accuracies to time, e.g. [0.91, 0.94].
+        accuracy_fn: callable. `model -> float` accuracy on the held-out data.
+        path: path or None. Where the record is written after every epoch.
+        label: str. What the accuracy is, for the printed lines. Defaults to "test accuracy".
+    """
+
+    def __init__(self, thresholds, accuracy_fn, path=None, label="test accuracy"):
+        super().__init__()
+        self.thresholds = sorted(float(value) for value in thresholds)
+        self.accuracy_fn = accuracy_fn
+        self.path = path
+        self.label = label
+
+    def on_train_begin(self, logs=None):
+        self.record = {"thresholds": self.thresholds, "epochs": [], "reached": {}}
+        if self.path is not None and os.path.isfile(self.path):
+            with open(self.path) as file:
+                self.record = json.load(file)
+        last = self.record["epochs"][-1] if self.record["epochs"] else {}
+        self.offset_train = last.get("train_seconds", 0.0)
+        self.offset_wall = last.get("wall_seconds", 0.0)
+        self.started = time.perf_counter()
+        self.measuring = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        began = time.perf_counter()
+        accuracy = float(self.accuracy_fn(self.model))
+        ended = time.perf_counter()
+        train_seconds = self.offset_train + (began - self.started) - self.measuring
+        self.measuring += ended - began
+        entry = {
+            "epoch": epoch + 1,
+            "accuracy": round(accuracy, 6),
+            "train_seconds": round(train_seconds, 2),
+            "wall_seconds": round(self.offset_wall + ended - self.started, 2),
+            "measure_seconds": round(ended - began, 2),
+            "process_seconds": process_age(),
+        }
+        self.record["epochs"] = [row for row in self.record["epochs"] if row["epoch"] < epoch + 1] + [entry]
+        for threshold in self.thresholds:
+            key = f"{threshold:g}"
+            if accuracy >= threshold and key not in self.record["reached"]:
+                self.record["reached"][key] = {
+                    name: entry[name] for name in ("epoch", "train_seconds", "wall_seconds", "process_seconds")
+                }
+                print(
+                    f"Reached {self.label} {threshold:g} at epoch {epoch + 1}: "
+                    f"{entry['train_seconds']:.1f} s of training ({entry['wall_seconds']:.1f} s wall)"
+                )
+        if self.path is not None:
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w") as file:
+                json.dump(self.record, file, indent=2)
+            os.replace(tmp, self.path)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Lookahead on the weights (airbench's form): every `every` steps, slow = a slow + (1 - a) fast,
+    then the model continues from slow; at the end of training the model takes the slow weights.
+
+    The decay `a` ramps up as `decay * (step / total_steps) ** 3`, so early training is plain
+    SGD and the end of the run averages over more and more steps. Unlike Keras' optimizer EMA
+    (`use_ema`), the network always trains on the averaged weights, so batch-norm statistics
+    match them, and there is no bias towards the initial weights in short runs. A resumed run
+    starts a new average from the restored weights.
+
+    Args:
+        decay: float. The final decay, in [0, 1); airbench uses 0.95^5 = 0.774 with `every=5`.
+        total_steps: int. Training steps in the whole run.
+        every: int. Steps between updates. Defaults to 5.
+    """
+
+    def __init__(self, decay, total_steps, every=5):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise UserError(f"--lookahead must be in [0, 1). Received: {decay}")
+        self.decay = float(decay)
+        self.total_steps = max(int(total_steps), 1)
+        self.every = max(int(every), 1)
+
+    def on_train_begin(self, logs=None):
+        self.fast = self.model.trainable_variables
+        self.slow = [tf.Variable(variable, trainable=False) for variable in self.fast]
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _update(self, decay):
+        for slow, fast in zip(self.slow, self.fast):
+            slow.assign(decay * slow + (1.0 - decay) * tf.cast(fast, slow.dtype))
+            fast.assign(tf.cast(slow, fast.dtype))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            self._update(self.decay * min(self.step / self.total_steps, 1.0) ** 3)
+
+    def on_train_end(self, logs=None):
+        self._update(1.0)  # the model ends on the slow weights
+
+
+def process_age():
+    """Wall seconds since this process started (reading, building and tracing included), or None."""
+    try:
+        with open("/proc/self/stat") as file:
+            start_ticks = int(file.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as file:
+            uptime = float(file.read().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
 
 
 class StopOnNaN(keras.callbacks.Callback):
