@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/cifar10_fast.py --levers                 # ~5 CPU-minutes: lever ratios, no accuracy
-    python benchmarks/cifar10_fast.py --full                   # the issue's proof: both recipes, ~2 h on a quiet machine
+    python benchmarks/cifar10_fast.py --full                   # the issue's proof: both recipes, ~80 min on a quiet machine
     python benchmarks/cifar10_fast.py --full --epochs 3        # a shorter side-by-side
     python benchmarks/cifar10_fast.py --quick                  # ~2 min: checks the script, not a benchmark
 
@@ -207,6 +207,7 @@ def run_recipe(label, args, data, workdir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     timings_file = run_dir / classification.TIME_TO_ACCURACY_FILE
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {"reached": {}, "epochs": []}
+    measuring = sum(row.get("measure_seconds", 0.0) for row in timings["epochs"])
     return {
         "label": label,
         "command": "python -m tasks.classification train " + " ".join(args),
@@ -216,12 +217,19 @@ def run_recipe(label, args, data, workdir):
         "model": metrics["config"]["model"],
         "epochs": metrics["epochs"],
         "wall_seconds": round(wall, 1),
+        # The run a user makes (no per-epoch test passes): the process minus those passes.
+        "measure_seconds": round(measuring, 1),
+        "wall_seconds_without_measuring": round(wall - measuring, 1),
         "train_seconds": metrics["train_seconds"],
         "images_per_second": metrics["examples_per_second"],
         "images_per_cpu_second": metrics.get("examples_per_cpu_second"),
         "reached": timings["reached"],
         "per_epoch": timings["epochs"],
     }
+
+
+def preset_epochs():
+    return config_lib.build(classification.Config, preset=PRESET).epochs
 
 
 def full(data, epochs, workdir, peak):
@@ -289,9 +297,9 @@ def markdown(result):
             "",
             f"Both recipes, {runs[0]['epochs']} epoch(s) each, one after the other (`--full`):",
             "",
-            "| recipe | test accuracy | time to 91 % | time to 94 % | wall, process | training images/s "
-            "| % of fp32 matmul peak |",
-            "|---|---|---|---|---|---|---|",
+            "| recipe | test accuracy | time to 91 % | time to 94 % | wall, process | wall without the measuring "
+            "passes | training images/s | % of fp32 matmul peak |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for run in runs:
             def reached(goal):
@@ -304,6 +312,7 @@ def markdown(result):
             lines.append(
                 f"| {run['label']} (`{run['model']}`, TTA {run['tta']}) | **{run['test_accuracy']:.4f}** | "
                 f"{reached(0.91)} | {reached(0.94)} | {run['wall_seconds'] / 60:.1f} min | "
+                f"{run['wall_seconds_without_measuring'] / 60:.1f} min | "
                 f"{run['images_per_second']:,.1f} | {run['percent_of_peak']:.1f} % |"
             )
         lines += [
@@ -311,7 +320,9 @@ def markdown(result):
             "Times to accuracy: training time (wall, without the per-epoch test passes that measure "
             "them) at the end of the first epoch whose test accuracy reached the goal, and the wall "
             "time since the process started (reading the data, building, tracing and the measuring "
-            "passes included); nothing is selected on them.",
+            "passes included); nothing is selected on them. The preset does not measure per epoch "
+            "unless asked; the benchmark asks (`--time-to-accuracy 0.91,0.94`), and \"wall without the "
+            "measuring passes\" is the process wall time minus those passes: the run a user makes.",
         ]
     return "\n".join(lines)
 
@@ -321,7 +332,9 @@ def parse_args(argv):
     parser.add_argument("--data", default=default_data(), help="CIFAR-10 as class folders / archives.")
     parser.add_argument("--levers", action="store_true", help="Matmul peak and lever throughput ratios.")
     parser.add_argument("--full", action="store_true", help="Both recipes end to end (long).")
-    parser.add_argument("--epochs", type=int, default=10, help="Epochs of both recipes under --full.")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="Epochs of both recipes under --full (default: the preset's)."
+    )
     parser.add_argument("--lever-images", type=int, default=LEVER_IMAGES, help="Images per lever epoch.")
     parser.add_argument("--quick", action="store_true", help="Tiny sizes to check the script.")
     parser.add_argument(
@@ -330,6 +343,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not (args.levers or args.full or args.quick):
         args.levers = True
+    if args.epochs is None:
+        args.epochs = preset_epochs()
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1. Received: {args.epochs}")
     return args

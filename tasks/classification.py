@@ -80,7 +80,7 @@ class Config(TrainConfig, augment.AugmentConfig):
         "cifar10-fast": {
             "data": "../shared/data/cifar10_jpg",
             "model": "airbench",
-            "epochs": 10,
+            "epochs": 16,  # airbench94's 10 are for canonical CIFAR on a GPU; see BENCHMARKS.md
             "batch_size": 512,
             "optimizer": "sgd",
             "nesterov": True,
@@ -96,7 +96,6 @@ class Config(TrainConfig, augment.AugmentConfig):
             "validation_fraction": 0.0,
             "tta": "flip_translate",
             "lookahead": 0.95**5,
-            "time_to_accuracy": "0.91,0.94",
         },
     }
 

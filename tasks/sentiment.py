@@ -177,6 +177,12 @@ def standardize_numpy(texts):
     return out
 
 
+def saved_vocabulary(saved):
+    """The tokenizer part of a run's saved info, when it has one."""
+    keys = ("tokenizer", "vocabulary", "sequence_length")
+    return {key: saved[key] for key in keys} if saved and all(key in saved for key in keys) else None
+
+
 def learn_vocabulary(config, train_texts):
     """The tokenizer's part of `info`: the kind and its vocabulary (reserved tokens first)."""
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(train_texts)).batch(512).map(standardize)
@@ -252,12 +258,16 @@ def make_dataset(ids, labels, config, training_split=False):
     )
 
 
-def load_data(config):
-    """Train / validation / test token ids and labels, and the facts the model and the export need."""
+def load_data(config, saved=None):
+    """Train / validation / test token ids and labels, and the facts the model and the export need.
+
+    `saved` is the run's info when the run exists (a resumed run, `evaluate`): its vocabulary is
+    kept, not learned again.
+    """
     check_model(config)  # a bad --model fails before the data is read
     found = read_source(config)
     splits = make_splits(found, config)
-    info = learn_vocabulary(config, splits["train"][0])
+    info = saved_vocabulary(saved) or learn_vocabulary(config, splits["train"][0])
     tokenizer = Tokenizer(info)
     ids, truncated = {}, {}
     for name, (texts, _) in splits.items():

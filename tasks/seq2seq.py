@@ -43,7 +43,6 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
-from tasks.core.runs import Run
 from tasks.data import parallel
 from tasks.data.tokenizers import END_ID
 from tasks.data.tokenizers import PAD_ID
@@ -249,29 +248,23 @@ def make_dataset(arrays, config, training_split=False):
     )
 
 
-def saved_tokenizers(task, config):
-    """The tokenizer part of the run's `info.json`, when the run exists (resume, evaluate)."""
-    if task is None:
-        return None
-    path = Run.for_config(task, config).path / "info.json"
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
+def saved_tokenizers(saved):
+    """The tokenizer part of a run's saved info, when it has one."""
     keys = ("shared_vocabulary", "source_tokenizer", "target_tokenizer")
-    return {key: saved[key] for key in keys} if all(key in saved for key in keys) else None
+    return {key: saved[key] for key in keys} if saved and all(key in saved for key in keys) else None
 
 
-def load_data(config, splits, task=None):
+def load_data(config, splits, saved=None):
     """Batches of every split, the raw test texts, and the facts the model and the export need.
 
     Args:
         config: Seq2SeqConfig.
         splits: dict. `{split: tasks.data.parallel.Pairs}` as a reader returns them.
-        task: str or None. The task's name: a run of this config that exists already keeps its
-            tokenizers (a resumed run, `evaluate`) instead of learning them again.
+        saved: dict or None. The info of this config's run, when it exists (a resumed run,
+            `evaluate`): its tokenizers are kept instead of learned again.
     """
     splits = complete_splits(splits, config)
-    info = saved_tokenizers(task, config) or learn_tokenizers(config, splits["train"])
+    info = saved_tokenizers(saved) or learn_tokenizers(config, splits["train"])
     _CODECS.clear()  # fresh tokenizer ops for a fresh run (an exported model may hold the old ones)
     source_codec, target_codec = codecs(info)
     arrays, filtered = {}, {}

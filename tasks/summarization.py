@@ -89,14 +89,15 @@ class Config(seq2seq.Seq2SeqConfig):
 # === Data ===
 
 
-def load_data(config):
-    """(document, summary) pairs from `--data`, tokenized and batched by the shared core."""
+def load_data(config, saved=None):
+    """(document, summary) pairs from `--data`, tokenized and batched by the shared core; `saved`
+    (the run's info, when it exists) keeps its tokenizers."""
     splits = parallel.read_summarization(
         config.data, config.document_column, config.summary_column, config.skip_bad, config.seed
     )
     if extractive.is_extractive(config):
         return extractive.load_data(config, splits)
-    return seq2seq.load_data(config, splits, task="summarization")
+    return seq2seq.load_data(config, splits, saved)
 
 
 # === Model ===

@@ -197,6 +197,14 @@ def codec_for(info):
     return SentencePieceCodec(base64.b64decode(info["sentencepiece_model"]))
 
 
+def saved_vocabulary(saved):
+    """The tokenizer part of a run's saved info, when it has one."""
+    if not saved or "tokenizer" not in saved:
+        return None
+    key = "vocabulary" if saved["tokenizer"] == "char" else "sentencepiece_model"
+    return {"tokenizer": saved["tokenizer"], key: saved[key]} if key in saved else None
+
+
 def build_vocabulary(config, train_text):
     """The tokenizer's part of `info`: the characters, or the learned SentencePiece model."""
     if config.tokenizer == "char":
@@ -241,10 +249,14 @@ def make_windows(ids, config, training_split=False):
     return dataset, len(starts)
 
 
-def load_data(config):
-    """Train / validation / test windows and the facts the model and the export need."""
+def load_data(config, saved=None):
+    """Train / validation / test windows and the facts the model and the export need.
+
+    `saved` is the run's info when the run exists (a resumed run, `evaluate`): its tokenizer is
+    kept, not learned again.
+    """
     texts = read_source(config)
-    info = build_vocabulary(config, texts["train"])
+    info = saved_vocabulary(saved) or build_vocabulary(config, texts["train"])
     codec = codec_for(info)
     ids, skipped, characters = {}, {}, {}
     for split, text in texts.items():

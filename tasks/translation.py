@@ -57,12 +57,13 @@ class Config(seq2seq.Seq2SeqConfig):
 # === Data ===
 
 
-def load_data(config):
-    """Pairs from `--data`, tokenized and batched by the shared core."""
+def load_data(config, saved=None):
+    """Pairs from `--data`, tokenized and batched by the shared core; `saved` (the run's info,
+    when it exists) keeps its tokenizers."""
     splits = parallel.read_translation(
         config.data, config.source_lang, config.target_lang, config.reverse, config.skip_bad, config.seed
     )
-    return seq2seq.load_data(config, splits, task="translation")
+    return seq2seq.load_data(config, splits, saved)
 
 
 # === Model ===

@@ -79,7 +79,7 @@ def test_patch_covariance_matches_numpy_and_its_kernel_whitens():
 
 def test_airbench_builds_trains_and_round_trips(tmp_path):
     model = applications.get("airbench")(input_shape=(32, 32, 3), num_classes=10)
-    assert model.count_params() == 1_973_920
+    assert model.count_params() == 1_973_920  # shifts only, as the reference's BN
     assert [model.get_layer(f"group{i}_conv2").output.shape[1] for i in (1, 2, 3)] == [15, 7, 3]
     small = applications.get("airbench")(input_shape=(8, 8, 1), num_classes=5, widths=(8, 16, 16),
                                          classifier_activation=None, dropout_rate=0.1)
@@ -92,6 +92,20 @@ def test_airbench_builds_trains_and_round_trips(tmp_path):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="widths"):
         applications.get("airbench")(widths=(8, 16))
+
+
+def test_scaled_shift_steps_64x_as_far_as_a_plain_shift():
+    """One SGD step moves the airbench shift `multiplier ** 2` times as far as a plain bias."""
+    x = np.ones((4, 3), "float32")
+    target = np.full((4, 3), 2.0, "float32")
+    moved = {}
+    for name, layer in (("scaled", airbench.ScaledShift()), ("plain", airbench.ScaledShift(multiplier=1.0))):
+        model = keras.Sequential([keras.Input((3,)), layer])
+        model.compile(keras.optimizers.SGD(1e-4), "mse")
+        model.train_on_batch(x, target)
+        moved[name] = model.predict(x, verbose=0)[0, 0] - 1.0
+    assert moved["plain"] > 0
+    np.testing.assert_allclose(moved["scaled"] / moved["plain"], airbench.SHIFT_LR_SCALE, rtol=1e-3)
 
 
 def test_airbench_outputs_float32_under_mixed_bfloat16():
@@ -193,7 +207,7 @@ def cifar_slice(root, destination):
 def test_preset_builds_trains_a_few_steps_and_exports(shared_data, tmp_path):
     tree = cifar_slice(shared_data / "cifar10_jpg", tmp_path / "cifar_slice")
     config = config_lib.build(
-        classification.Config, preset="cifar10-fast", data=str(tree), epochs=2, batch_size=48,
+        classification.Config, preset="cifar10-fast", data=str(tree), epochs=2, batch_size=48, time_to_accuracy="0.91,0.94",
         runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=0,
     )
     model = classification.train(config)

@@ -74,7 +74,7 @@ def test_vocabulary_comes_from_the_training_split_and_long_sentences_are_truncat
     config = st.Config(sequence_length=6, vocabulary_size=50)
     info = st.learn_vocabulary(config, ["A great film!", "a dull film", "great"])
     assert info["vocabulary"][:3] == ["[PAD]", "[UNK]", "[MASK]"] and "!" in info["vocabulary"]
-    # Deterministic (frequency, then the token breaks ties): `evaluate` relearns the same ids.
+    # Deterministic (frequency, then the token breaks ties).
     assert st.learn_vocabulary(config, ["great", "a dull film", "A great film!"]) == info
     tokenizer = st.Tokenizer(info)
     ids, counts = tokenizer.numpy(["great FILM", "unseen words", "great " * 10, ""])
@@ -145,6 +145,22 @@ def test_train_writes_metrics_beside_both_baselines_and_an_export(demo_export):
     assert (run / "plots" / "confusion_matrix.png").is_file()
     version = workdir / "saved_models" / "sentiment" / "1"
     assert (version / "assets" / "labels.txt").read_text() == "neg\npos\n"
+
+
+def test_evaluate_keeps_the_runs_vocabulary_and_reproduces_its_metrics(demo_export, monkeypatch):
+    workdir, config, _ = demo_export
+    (run,) = (workdir / "runs" / "sentiment").iterdir()
+    trained = json.loads((run / "metrics.json").read_text())["metrics"]
+
+    def relearn(*args, **kwargs):
+        raise AssertionError("evaluate learned the vocabulary again")
+
+    monkeypatch.setattr(st, "learn_vocabulary", relearn)
+    flags = ["--runs-dir", config.runs_dir, "--export-dir", config.export_dir, "--epochs", "3", "--embed-dim", "32",
+             "--sequence-length", "24", "--learning-rate", "3e-3", "--verbose", "0"]
+    assert cli.main(st, ["evaluate", *flags]) == 0
+    evaluated = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert evaluated["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-6)
 
 
 def test_the_signature_returns_probabilities_labels_and_truncation(demo_export):

@@ -114,7 +114,7 @@ def main(module, argv=None):
 def _run_verb(module, verb, config):
     run, model, info = runner.load_run(module, config)
     if verb == "evaluate":
-        data = module.load_data(config)
+        data = runner.load_data(module, config, run)
         runner.measure(module, model, data, config, run)
     else:
         path = runner.export(module, model, info, config, run)

@@ -5,6 +5,7 @@ A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evalua
 """
 
 import dataclasses
+import inspect
 import json
 import pathlib
 
@@ -59,7 +60,7 @@ def train(module, config, fresh=False, export_model=True):
     # Under multi_worker --batch-size is per worker: the pipelines batch the global batch.
     work = dataclasses.replace(config, batch_size=config.batch_size * distributed.num_workers(strategy))
     # Bad data or a bad model name fails here, before anything is written.
-    data = module.load_data(work)
+    data = load_data(module, work, None if fresh else run)
     with strategy.scope():
         model = module.build_model(work, data.info)
     run.start(config, fresh=fresh)
@@ -129,6 +130,15 @@ def export(module, model, info, config, run):
         export_dir=config.export_dir,
         extra_format=config.export_format,
     )
+
+
+def load_data(module, config, run=None):
+    """`module.load_data(config)`; a task that learns from its training split (a vocabulary, a
+    tokenizer) takes `saved=`, the info of `run` (None for a new or --fresh run), and keeps what
+    that run learned, so a resumed run and `evaluate` see the same token ids as the model."""
+    if "saved" in inspect.signature(module.load_data).parameters:
+        return module.load_data(config, saved=run.saved_info() if run is not None else None)
+    return module.load_data(config)
 
 
 def load_run(module, config):

@@ -112,6 +112,11 @@ class Run:
         write_atomic(self.config_file, config_lib.to_yaml(config))
         return self
 
+    def saved_info(self):
+        """The run's `info.json` (what `load_data` learned when the run started), or None."""
+        path = self.path / "info.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def write_metrics(self, record):
         write_atomic(self.metrics_file, json.dumps(record, indent=2, default=_jsonable) + "\n")
 
