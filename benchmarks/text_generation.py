@@ -4,6 +4,7 @@ Usage:
     python benchmarks/text_generation.py --minutes 60                     # the goal: <= 1.50 nats/char
     python benchmarks/text_generation.py --minutes 3                      # checks the script, not a result
     python benchmarks/text_generation.py --minutes 20 --embed-dim 128 --num-layers 3
+    python benchmarks/text_generation.py --minutes 60 --model lstm_lm --num-layers 2 --units 512
 
 In one process:
 
@@ -57,9 +58,11 @@ def default_data():
 
 def recipe(args, workdir, epochs):
     return tg.Config(
-        data=args.data, model="gpt", epochs=epochs, steps_per_epoch=args.steps_per_epoch,
+        data=args.data, model=args.model, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, sequence_length=args.sequence_length, num_layers=args.num_layers,
-        embed_dim=args.embed_dim, num_heads=args.num_heads, dropout_rate=args.dropout_rate,
+        embed_dim=args.embed_dim, dropout_rate=args.dropout_rate,
+        # Each size flag reaches only the model it belongs to (0: the builder's default).
+        num_heads=args.num_heads if args.model == "gpt" else 0, units=args.units if args.model == "lstm_lm" else 0,
         learning_rate=args.learning_rate, warmup_epochs=min(1.0, epochs / 10), sample_length=0,
         runs_dir=str(workdir / "runs"), export_dir=str(workdir / "saved_models"), verbose=2,
     )
@@ -100,12 +103,14 @@ def generation_speed(model, info, num_tokens, use_cache):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=default_data())
+    parser.add_argument("--model", default="gpt", choices=["gpt", "lstm_lm"])
     parser.add_argument("--minutes", type=float, default=60.0, help="Training budget, including evaluation.")
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=4)
     parser.add_argument("--embed-dim", type=int, default=192)
-    parser.add_argument("--num-heads", type=int, default=6)
+    parser.add_argument("--num-heads", type=int, default=6, help="GPT only.")
+    parser.add_argument("--units", type=int, default=512, help="LSTM width, lstm_lm only.")
     parser.add_argument("--dropout-rate", type=float, default=0.1)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--steps-per-epoch", type=int, default=200)
@@ -136,6 +141,7 @@ def main(argv=None):
     numbers = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "model": args.model,
         "minutes_budget": args.minutes,
         "wall_seconds": round(wall, 1),
         "epochs": epochs,
@@ -152,7 +158,9 @@ def main(argv=None):
     }
     command = "python benchmarks/text_generation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"## Text generation (tiny Shakespeare, characters)\n\n`{command}` — {numbers['date']}, {numbers['machine']}\n")
-    print(f"GPT {args.num_layers}×{args.embed_dim} ({numbers['parameters']:,} parameters), context "
+    size = (f"GPT {args.num_layers}×{args.embed_dim}" if args.model == "gpt"
+            else f"LSTM LM {args.num_layers}×{args.units}, embedding {args.embed_dim}")
+    print(f"{size} ({numbers['parameters']:,} parameters), dropout {args.dropout_rate}, context "
           f"{args.sequence_length}, batch {args.batch_size}, {numbers['steps']} steps in {numbers['wall_seconds']} s.\n")
     print("| measure | value |\n|---|---|")
     print(f"| validation loss (last 10 %) | **{metrics['nats_per_char']:.3f} nats/char** "
@@ -160,7 +168,8 @@ def main(argv=None):
           f"{'met' if numbers['goal_met'] else 'not met'}) |")
     print(f"| bigram / unigram baseline | {base['nats_per_char']:.3f} / {base['unigram']['nats_per_char']:.3f} nats/char |")
     print(f"| training | {numbers['train_tokens_per_second']:,.0f} tokens/s |")
-    print(f"| greedy generation, KV cache | {cached:,.1f} tokens/s |")
+    cache = "KV cache" if args.model == "gpt" else "recurrent state carried"
+    print(f"| greedy generation, {cache} | {cached:,.1f} tokens/s |")
     print(f"| greedy generation, no cache (window of {args.sequence_length}) | {uncached:,.1f} tokens/s |")
     if args.output_json:
         pathlib.Path(args.output_json).write_text(json.dumps(numbers, indent=2) + "\n")
