@@ -54,6 +54,7 @@ from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import Run
+from tasks.core.runs import learned_part
 from tasks.core.runs import write_atomic
 from tasks.data import text as text_readers
 
@@ -177,12 +178,6 @@ def standardize_numpy(texts):
     return out
 
 
-def saved_vocabulary(saved):
-    """The tokenizer part of a run's saved info, when it has one."""
-    keys = ("tokenizer", "vocabulary", "sequence_length")
-    return {key: saved[key] for key in keys} if saved and all(key in saved for key in keys) else None
-
-
 def learn_vocabulary(config, train_texts):
     """The tokenizer's part of `info`: the kind and its vocabulary (reserved tokens first)."""
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(train_texts)).batch(512).map(standardize)
@@ -267,7 +262,7 @@ def load_data(config, saved=None):
     check_model(config)  # a bad --model fails before the data is read
     found = read_source(config)
     splits = make_splits(found, config)
-    info = saved_vocabulary(saved) or learn_vocabulary(config, splits["train"][0])
+    info = learned_part(saved, ("tokenizer", "vocabulary", "sequence_length")) or learn_vocabulary(config, splits["train"][0])
     tokenizer = Tokenizer(info)
     ids, truncated = {}, {}
     for name, (texts, _) in splits.items():

@@ -43,6 +43,7 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
+from tasks.core.runs import learned_part
 from tasks.data import parallel
 from tasks.data.tokenizers import END_ID
 from tasks.data.tokenizers import PAD_ID
@@ -248,12 +249,6 @@ def make_dataset(arrays, config, training_split=False):
     )
 
 
-def saved_tokenizers(saved):
-    """The tokenizer part of a run's saved info, when it has one."""
-    keys = ("shared_vocabulary", "source_tokenizer", "target_tokenizer")
-    return {key: saved[key] for key in keys} if saved and all(key in saved for key in keys) else None
-
-
 def load_data(config, splits, saved=None):
     """Batches of every split, the raw test texts, and the facts the model and the export need.
 
@@ -264,7 +259,7 @@ def load_data(config, splits, saved=None):
             `evaluate`): its tokenizers are kept instead of learned again.
     """
     splits = complete_splits(splits, config)
-    info = saved_tokenizers(saved) or learn_tokenizers(config, splits["train"])
+    info = learned_part(saved, ("shared_vocabulary", "source_tokenizer", "target_tokenizer")) or learn_tokenizers(config, splits["train"])
     _CODECS.clear()  # fresh tokenizer ops for a fresh run (an exported model may hold the old ones)
     source_codec, target_codec = codecs(info)
     arrays, filtered = {}, {}

@@ -46,6 +46,7 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
+from tasks.core.runs import learned_part
 from tasks.data.tokenizers import SentencePieceCodec
 from tasks.data.tokenizers import learn_sentencepiece
 
@@ -197,14 +198,6 @@ def codec_for(info):
     return SentencePieceCodec(base64.b64decode(info["sentencepiece_model"]))
 
 
-def saved_vocabulary(saved):
-    """The tokenizer part of a run's saved info, when it has one."""
-    if not saved or "tokenizer" not in saved:
-        return None
-    key = "vocabulary" if saved["tokenizer"] == "char" else "sentencepiece_model"
-    return {"tokenizer": saved["tokenizer"], key: saved[key]} if key in saved else None
-
-
 def build_vocabulary(config, train_text):
     """The tokenizer's part of `info`: the characters, or the learned SentencePiece model."""
     if config.tokenizer == "char":
@@ -256,7 +249,8 @@ def load_data(config, saved=None):
     kept, not learned again.
     """
     texts = read_source(config)
-    info = saved_vocabulary(saved) or build_vocabulary(config, texts["train"])
+    learned = "vocabulary" if config.tokenizer == "char" else "sentencepiece_model"
+    info = learned_part(saved, ("tokenizer", learned)) or build_vocabulary(config, texts["train"])
     codec = codec_for(info)
     ids, skipped, characters = {}, {}, {}
     for split, text in texts.items():

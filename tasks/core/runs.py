@@ -132,6 +132,14 @@ class Run:
         return self.model_file
 
 
+def learned_part(saved, keys):
+    """`{key: saved[key]}` for `keys` when a run's saved info has them all, else None: what a
+    task's `load_data(config, saved=...)` keeps instead of learning it again."""
+    if not saved or not all(key in saved for key in keys):
+        return None
+    return {key: saved[key] for key in keys}
+
+
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
