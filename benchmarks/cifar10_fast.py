@@ -371,12 +371,7 @@ def main(argv=None):
     if args.full and not args.quick:
         with tempfile.TemporaryDirectory(prefix="benchmark-cifar10-fast-") as workdir:
             result["full"] = full(args.data, args.epochs, pathlib.Path(workdir), result["matmul"])
-    result["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    output = pathlib.Path(args.output_json)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"Wrote {output}")
-    print(markdown(result))
+    classification_benchmark.write_result(result, args.output_json, markdown)
 
 
 if __name__ == "__main__":

@@ -396,12 +396,17 @@ def main(argv=None):
         result["overhead"] = over
         result["efficiency"] = efficiency(config, info, result["matmul"]["gflops"], rates)
         result["full"] = full_run(args.data, workdir) if args.full and not args.quick else None
+    write_result(result, args.output_json, markdown)
+
+
+def write_result(result, path, to_markdown):
+    """Stamps the end load average, writes `result` as JSON to `path` and prints its Markdown."""
     result["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    output = pathlib.Path(args.output_json)
+    output = pathlib.Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     log(f"Wrote {output}")
-    print(markdown(result))
+    print(to_markdown(result))
 
 
 if __name__ == "__main__":
