@@ -6,11 +6,12 @@ No file I/O, no datasets, no CLI. Every builder is registered by its own name:
     model = applications.get("resnet20")(input_shape=(32, 32, 3), num_classes=10)
 """
 
+from applications.registry import arguments
 from applications.registry import get
 from applications.registry import names
 from applications.registry import register
 
-__all__ = ["get", "names", "register"]
+__all__ = ["arguments", "get", "names", "register"]
 
 # Family modules register their builders on import.
 from applications import alexnet  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """airbench: the small VGG-like CIFAR-10 speedrun network, with a whitening first layer.
 
-    whiten (2x2 conv, frozen, initialized from training-patch statistics) -> GELU
+    whiten (2x2 conv, frozen, initialized from training-patch statistics) + bias -> GELU
     3 x [3x3 conv -> 2x2 max-pool -> BN -> GELU -> 3x3 conv -> BN -> GELU]   widths 64, 256, 256
     global max-pool -> Dense (no bias) -> x 1/9
 
@@ -10,7 +10,13 @@ The first layer is data-dependent: `patch_covariance(images)` measures the covar
 eigenvectors into 2 x 12 filters (each eigenvector, scaled by 1/sqrt(eigenvalue), and its
 negative) that map patches to unit-variance, decorrelated responses. Pass the covariance to the
 builder (`patch_covariance=...`) to get that initialization; the layer is then frozen.
-Without it the layer keeps Keras' default init and trains like any other.
+Without it the layer keeps Keras' default init and trains like any other. The whitening
+layer's bias is a separate layer (`whiten_bias`) so that it trains while the kernel is frozen
+(the reference trains it for 3 epochs and then freezes it; here it trains throughout).
+
+Every 3x3 conv starts as an identity on its first `min(in, out)` filters (`PartialIdentity`,
+the reference's `dirac_` init): each block begins close to passing its input through, an
+implicit residual that lets the deep, skip-free stack train at a high learning rate at once.
 
 Batch norm keeps its scale fixed at 1 (only the shift trains) and uses fast moving statistics
 (momentum 0.4, torch's 0.6), as in the reference. The reference also trains the shifts at 64x
@@ -94,6 +100,31 @@ def whitening_kernel(covariance, channels, epsilon=WHITENING_EPSILON):
 
 
 @keras.saving.register_keras_serializable(package="applications")
+class PartialIdentity(keras.initializers.Initializer):
+    """A conv kernel initializer: filter i < min(in, out) is the identity on input channel i
+    (1 at the kernel's centre, 0 elsewhere); the other filters keep Glorot-uniform values.
+
+    Args:
+        seed: int or None. The seed of the Glorot-uniform part. Defaults to None.
+    """
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        *window, inputs, outputs = shape
+        kernel = keras.ops.convert_to_numpy(keras.initializers.GlorotUniform(self.seed)(shape, "float32"))
+        count = min(inputs, outputs)
+        kernel[..., :count] = 0.0
+        centre = tuple(side // 2 for side in window)
+        kernel[centre + (np.arange(count), np.arange(count))] = 1.0
+        return keras.ops.cast(kernel, dtype or "float32")
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="applications")
 class ScaledShift(layers.Layer):
     """`x + multiplier * b` with a per-channel `b` (zeros at first): a shift whose effective
     learning rate under SGD is `multiplier ** 2` times the optimizer's.
@@ -126,12 +157,16 @@ def batch_norm(x, name):
 
 def conv_group(x, filters, name):
     """3x3 conv -> 2x2 max-pool -> BN -> GELU -> 3x3 conv -> BN -> GELU."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=f"{name}_conv1"
+    )(x)
     if min(x.shape[1], x.shape[2]) >= 2:  # rounds down like the reference; 1x1 maps stay 1x1
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     x = batch_norm(x, f"{name}_bn1")
     x = layers.Activation("gelu", name=f"{name}_gelu1")(x)
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=f"{name}_conv2"
+    )(x)
     x = batch_norm(x, f"{name}_bn2")
     return layers.Activation("gelu", name=f"{name}_gelu2")(x)
 
@@ -179,6 +214,7 @@ def airbench(
     if patch_covariance is not None:
         whiten.set_weights([whitening_kernel(patch_covariance, channels)])
         whiten.trainable = False
+    x = ScaledShift(multiplier=1.0, name="whiten_bias")(x)
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for index, width in enumerate(widths, start=1):
         x = conv_group(x, width, name=f"group{index}")

@@ -5,7 +5,10 @@
 
     get("resnet20")(input_shape=(28, 28, 1), num_classes=10)
     names()  # sorted list of every registered builder
+    arguments(get("resnet20"))  # the argument names it takes: {"input_shape", "num_classes", ...}
 """
+
+import inspect
 
 _BUILDERS = {}
 
@@ -30,6 +33,11 @@ def get(name):
             f"Model '{name}' is never registered. Registered models: {', '.join(names())}"
         )
     return _BUILDERS[name]
+
+
+def arguments(builder):
+    """The names of the arguments `builder` takes (a frozenset)."""
+    return frozenset(inspect.signature(builder).parameters)
 
 
 def names():

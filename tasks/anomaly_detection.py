@@ -142,8 +142,7 @@ def normalize(values):
 
 def is_forecaster(name):
     """Whether the registry builder `name` forecasts (takes a horizon) rather than reconstructs."""
-    builder = applications.get(name)
-    return "horizon" in builder.__code__.co_varnames[: builder.__code__.co_argcount]
+    return "horizon" in applications.arguments(applications.get(name))
 
 
 def training_windows(corpus, config):
@@ -215,13 +214,8 @@ def load_data(config):
 
 def build_model(config, info):
     """A registry series network, compiled with mean squared error and the config's optimizer."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
-    accepted = builder.__code__.co_varnames[: builder.__code__.co_argcount]
-    if "window_length" not in accepted:
-        raise UserError(f"--model {config.model} is not a series network (it takes no window_length).")
+    builder = training.model_builder(config.model, needs="window_length", kind="a series network")
+    accepted = applications.arguments(builder)
     wanted = {"window_length": info["window_length"], "dropout_rate": config.dropout_rate}
     for key in ("horizon", "filters", "units"):
         value = getattr(config, key)

@@ -19,7 +19,6 @@ schedule and the regularizers of `tasks.core.augment`. Baseline: the majority cl
 """
 
 import dataclasses
-import inspect
 import json
 import pathlib
 import sys
@@ -190,7 +189,7 @@ def wants_patch_statistics(model_name):
         builder = applications.get(model_name)
     except ValueError:
         return False  # build_model reports the bad name
-    return "patch_covariance" in inspect.signature(builder).parameters
+    return "patch_covariance" in applications.arguments(builder)
 
 
 def make_dataset(x, y, num_classes, config, training_split=False):
@@ -274,15 +273,12 @@ def load_data(config):
 
 def build_model(config, info):
     """Normalization + a registry network, compiled with the config's loss and optimizer."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
+    builder = training.model_builder(config.model)
     shape = tuple(info["image_shape"])
     inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
     x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
     extra = {}
-    if info.get("patch_covariance") is not None and "patch_covariance" in inspect.signature(builder).parameters:
+    if info.get("patch_covariance") is not None and "patch_covariance" in applications.arguments(builder):
         extra["patch_covariance"] = np.asarray(info["patch_covariance"])
     network = builder(
         input_shape=shape,

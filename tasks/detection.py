@@ -105,10 +105,7 @@ def input_size(config):
 
 def family(model_name):
     """The applications module of a detection builder (it provides `losses` and `detections`)."""
-    try:
-        builder = applications.get(model_name)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
+    builder = training.model_builder(model_name)
     module = sys.modules[builder.__module__]
     if not hasattr(module, "detections") or builder is yolo_family.darknet_tiny:
         raise UserError(

@@ -25,7 +25,6 @@ is chosen on the validation split.
 """
 
 import dataclasses
-import inspect
 import json
 import pathlib
 import sys
@@ -248,7 +247,7 @@ class MaskedLoss(keras.losses.Loss):
 
 def builder_arguments(config, builder, info):
     """The builder's keyword arguments from the config (0 / -1: the builder's own default)."""
-    accepted = inspect.signature(builder).parameters
+    accepted = applications.arguments(builder)
     wanted = {}
     if config.units:
         wanted["units"] = config.units
@@ -265,13 +264,9 @@ def builder_arguments(config, builder, info):
 
 def build_model(config, info):
     """A registry graph network, compiled with the masked loss and the config's optimizer."""
+    builder = training.model_builder(config.model)
     if config.model not in GRAPH_MODELS:
-        try:
-            applications.get(config.model)
-        except ValueError as error:
-            raise UserError(f"--model: {error}")
         raise UserError(f"--model {config.model} is not a graph network; use one of {', '.join(GRAPH_MODELS)}.")
-    builder = applications.get(config.model)
     try:
         model = builder(info["num_node_features"], info["num_edge_features"], info["num_outputs"],
                         **builder_arguments(config, builder, info))

@@ -20,7 +20,6 @@ Inference runs a sliding window of the training crop over images of any size.
 """
 
 import dataclasses
-import inspect
 import pathlib
 import sys
 
@@ -407,7 +406,7 @@ class SegmentationLoss(keras.losses.Loss):
 
 def builder_arguments(config, builder):
     """--width/--depth/--backbone for the builders that take them; --backbone elsewhere is an error."""
-    accepted = inspect.signature(builder).parameters
+    accepted = applications.arguments(builder)
     if config.backbone and "backbone" not in accepted:
         raise UserError(f"--backbone: --model {config.model} takes no backbone; use fcn8s, fcn16s, fcn32s or unet.")
     return {
@@ -419,10 +418,7 @@ def builder_arguments(config, builder):
 
 def build_model(config, info):
     """Normalization + a registry segmentation network, compiled with the config's loss and optimizer."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
+    builder = training.model_builder(config.model)
     shape = (info["crop_size"], info["crop_size"], info["channels"])
     inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
     x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)

@@ -308,10 +308,7 @@ def load_data(config, saved=None):
 
 def check_model(config):
     """The registry builder of `--model`, or a `UserError` if it is no sentence classifier or the flags do not fit."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
+    builder = training.model_builder(config.model)
     if builder.__module__ not in CLASSIFIER_MODULES:
         raise UserError(f"--model {config.model} is not a sentence classifier; use text_cnn, bilstm_attention, "
                         "bigru_attention, bert_tiny or bert_mini.")
@@ -323,7 +320,7 @@ def check_model(config):
 def build_model(config, info):
     """A registry sentence classifier on token ids, compiled with cross-entropy and the config's optimizer."""
     builder = check_model(config)
-    accepted = builder.__code__.co_varnames[: builder.__code__.co_argcount]
+    accepted = applications.arguments(builder)
     sizes = {"embed_dim": config.embed_dim, "units": config.units, "num_layers": config.num_layers,
              "num_heads": config.num_heads}
     wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default

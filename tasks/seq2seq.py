@@ -327,13 +327,8 @@ def report_filters(filtered):
 
 def build_model(config, info):
     """A registry encoder–decoder, compiled with masked token cross-entropy and the config's optimizer."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
-    accepted = builder.__code__.co_varnames[: builder.__code__.co_argcount]
-    if "target_vocabulary_size" not in accepted:
-        raise UserError(f"--model {config.model} is not an encoder-decoder (it takes no target_vocabulary_size).")
+    builder = training.model_builder(config.model, needs="target_vocabulary_size", kind="an encoder-decoder")
+    accepted = applications.arguments(builder)
     sizes = {"num_layers": config.num_layers, "embed_dim": config.embed_dim, "num_heads": config.num_heads,
              "intermediate_dim": config.intermediate_dim, "units": config.units}
     wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default

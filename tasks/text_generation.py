@@ -290,17 +290,12 @@ def load_data(config, saved=None):
 
 def build_model(config, info):
     """A registry language model, compiled with next-token cross-entropy and the config's optimizer."""
-    try:
-        builder = applications.get(config.model)
-    except ValueError as error:
-        raise UserError(f"--model: {error}")
+    builder = training.model_builder(config.model, needs="vocabulary_size", kind="a language model")
     sizes = {"num_layers": config.num_layers, "embed_dim": config.embed_dim,
              "num_heads": config.num_heads, "units": config.units}
     wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default
     wanted.update(dropout_rate=config.dropout_rate, positions=config.positions)
-    accepted = builder.__code__.co_varnames[: builder.__code__.co_argcount]
-    if "vocabulary_size" not in accepted:
-        raise UserError(f"--model {config.model} is not a language model (it takes no vocabulary_size).")
+    accepted = applications.arguments(builder)
     for key in ("num_heads", "units"):
         if key in wanted and key not in accepted:
             raise UserError(f"--{key.replace('_', '-')} does not apply to --model {config.model}.")

@@ -79,7 +79,7 @@ def test_patch_covariance_matches_numpy_and_its_kernel_whitens():
 
 def test_airbench_builds_trains_and_round_trips(tmp_path):
     model = applications.get("airbench")(input_shape=(32, 32, 3), num_classes=10)
-    assert model.count_params() == 1_973_920  # shifts only, as the reference's BN
+    assert model.count_params() == 1_973_944  # shifts only, as the reference's BN; 24 whitening biases
     assert [model.get_layer(f"group{i}_conv2").output.shape[1] for i in (1, 2, 3)] == [15, 7, 3]
     small = applications.get("airbench")(input_shape=(8, 8, 1), num_classes=5, widths=(8, 16, 16),
                                          classifier_activation=None, dropout_rate=0.1)
@@ -92,6 +92,21 @@ def test_airbench_builds_trains_and_round_trips(tmp_path):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="widths"):
         applications.get("airbench")(widths=(8, 16))
+
+
+def test_partial_identity_passes_the_first_channels_through():
+    """A 3x3 conv with the airbench init returns its inputs on the first min(in, out) filters."""
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 4)).astype("float32")
+    for filters in (8, 4, 2):
+        conv = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                   kernel_initializer=airbench.PartialIdentity(seed=3))
+        y = keras.ops.convert_to_numpy(conv(x))
+        count = min(4, filters)
+        np.testing.assert_allclose(y[..., :count], x[..., :count], atol=1e-6)
+        if filters > 4:  # the rest keep a random init
+            assert np.abs(keras.ops.convert_to_numpy(conv.kernel)[..., count:]).max() > 0.01
+    config = keras.saving.serialize_keras_object(airbench.PartialIdentity(seed=3))
+    assert keras.saving.deserialize_keras_object(config).seed == 3
 
 
 def test_scaled_shift_steps_64x_as_far_as_a_plain_shift():

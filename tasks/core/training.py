@@ -120,6 +120,26 @@ class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def model_builder(name, needs=None, kind=None):
+    """The registry builder of `--model name`, as a one-line `UserError` when there is none.
+
+    Args:
+        name: str. A key of the applications registry.
+        needs: str or None. An argument the task must pass (e.g. "vocabulary_size"); a builder
+            without it is the wrong kind of network.
+        kind: str or None. What the task needs, for the error ("a language model").
+    """
+    import applications
+
+    try:
+        builder = applications.get(name)
+    except ValueError as error:
+        raise UserError(f"--model: {error}")
+    if needs is not None and needs not in applications.arguments(builder):
+        raise UserError(f"--model {name} is not {kind} (it takes no {needs}).")
+    return builder
+
+
 def optimizer(config, steps_per_epoch):
     """The config's optimizer with its schedule over `config.epochs * steps_per_epoch` steps."""
     total = config.epochs * steps_per_epoch
