@@ -7,7 +7,9 @@ Every model takes one batch of graphs as one disjoint graph, four tensors:
     edge_index    (E, 2) int32     [source, target] node ids into the N nodes
     graph_index   (N,) int32       which graph (0..B-1) each node belongs to
 
-and returns (B, num_outputs) float32: one row per graph. Message passing gathers the sources'
+and returns (B, num_outputs) float32: one row per graph. With `graph_feature_stats`, a model also
+takes `graph_features` (B, D) float32, graph-level features such as molecular descriptors,
+standardized inside the model and concatenated to the learned readout (Chemprop's hybrid). Message passing gathers the sources'
 states with `ops.take` and sums messages into their targets with `ops.segment_sum`; readouts sum
 (or attend) over each graph's nodes with the same segment ops. No padding, no adjacency matrix.
 
@@ -250,35 +252,56 @@ class Affine(layers.Layer):
     Args:
         scale: list of float. One per output.
         offset: list of float. One per output.
+        clip: float or None. Clip the result to [-clip, clip]. Defaults to None.
         **kwargs: Passed to `keras.layers.Layer`.
     """
 
-    def __init__(self, scale, offset, **kwargs):
+    def __init__(self, scale, offset, clip=None, **kwargs):
         super().__init__(**kwargs)
         self.scale = [float(value) for value in scale]
         self.offset = [float(value) for value in offset]
+        self.clip = None if clip is None else float(clip)
 
     def call(self, inputs):
-        return inputs * ops.convert_to_tensor(self.scale, inputs.dtype) + ops.convert_to_tensor(self.offset, inputs.dtype)
+        outputs = inputs * ops.convert_to_tensor(self.scale, inputs.dtype) + ops.convert_to_tensor(self.offset, inputs.dtype)
+        return outputs if self.clip is None else ops.clip(outputs, -self.clip, self.clip)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset, "clip": self.clip}
 
 
 # === Builders ===
 
 
-def graph_inputs(num_node_features, num_edge_features):
-    """The four `keras.Input`s of a disjoint-union batch, named as the export signature."""
-    return [
+# Standardized graph-level features are clipped to this many standard deviations.
+GRAPH_FEATURE_CLIP = 5.0
+
+
+def graph_inputs(num_node_features, num_edge_features, graph_feature_stats=None):
+    """The `keras.Input`s of a disjoint-union batch, named as the export signature: the four
+    graph tensors, then `graph_features` when `graph_feature_stats` is given."""
+    inputs = [
         keras.Input((num_node_features,), name="node_features"),
         keras.Input((num_edge_features,), name="edge_features"),
         keras.Input((2,), dtype="int32", name="edge_index"),
         keras.Input((), dtype="int32", name="graph_index"),
     ]
+    if graph_feature_stats is not None:
+        inputs.append(keras.Input((len(graph_feature_stats[0]),), name="graph_features"))
+    return inputs
 
 
-def _check(num_outputs, units, dropout_rate, output_scale, output_offset):
+def with_graph_features(pooled, inputs, graph_feature_stats):
+    """The readout (B, H), with the standardized, clipped `graph_features` input concatenated when present."""
+    if graph_feature_stats is None:
+        return pooled
+    mean, std = (list(map(float, values)) for values in graph_feature_stats)
+    scaled = Affine([1.0 / max(value, 1e-6) for value in std], [-m / max(v, 1e-6) for m, v in zip(mean, std)],
+                    clip=GRAPH_FEATURE_CLIP, name="graph_feature_scaling")(inputs[4])
+    return layers.Concatenate(name="readout_and_graph_features")([pooled, scaled])
+
+
+def _check(num_outputs, units, dropout_rate, output_scale, output_offset, graph_feature_stats=None):
     if num_outputs < 1:
         raise ValueError(f"num_outputs must be >= 1. Received: num_outputs={num_outputs}")
     if units < 1:
@@ -288,6 +311,10 @@ def _check(num_outputs, units, dropout_rate, output_scale, output_offset):
     for name, values in (("output_scale", output_scale), ("output_offset", output_offset)):
         if values is not None and len(values) != num_outputs:
             raise ValueError(f"{name} needs one value per output ({num_outputs}). Received: {name}={values}")
+    if graph_feature_stats is not None and (len(graph_feature_stats) != 2 or not len(graph_feature_stats[0])
+                                            or len(graph_feature_stats[0]) != len(graph_feature_stats[1])):
+        raise ValueError("graph_feature_stats must be (mean, std), two equally long non-empty lists. "
+                         f"Received: graph_feature_stats={graph_feature_stats}")
 
 
 def _head(x, num_outputs, units, dropout_rate, output_scale, output_offset, name):
@@ -304,7 +331,8 @@ def _head(x, num_outputs, units, dropout_rate, output_scale, output_offset, name
 
 @register
 def mpnn(num_node_features, num_edge_features, num_outputs=1, units=64, num_steps=3, readout="set2set",
-         readout_steps=3, dropout_rate=0.0, output_scale=None, output_offset=None, name="mpnn"):
+         readout_steps=3, dropout_rate=0.0, output_scale=None, output_offset=None, graph_feature_stats=None,
+         name="mpnn"):
     """MPNN (Gilmer et al.): edge-network messages, a shared GRU update, a set2set readout.
 
     Args:
@@ -319,13 +347,15 @@ def mpnn(num_node_features, num_edge_features, num_outputs=1, units=64, num_step
         dropout_rate: float. Dropout before the output layer. Defaults to 0.0.
         output_scale: list of float or None. Multiplies the outputs (target standard deviations).
         output_offset: list of float or None. Added to the outputs (target means).
+        graph_feature_stats: (mean, std) lists or None. Adds a `graph_features` input (B, D),
+            standardized with these (training statistics) and concatenated to the readout.
         name: str. The model name. Defaults to "mpnn".
     """
-    _check(num_outputs, units, dropout_rate, output_scale, output_offset)
+    _check(num_outputs, units, dropout_rate, output_scale, output_offset, graph_feature_stats)
     if readout not in ("set2set", "sum", "mean"):
         raise ValueError(f"readout must be set2set, sum or mean. Received: readout={readout}")
-    inputs = graph_inputs(num_node_features, num_edge_features)
-    nodes, edges, edge_index, graph_index = inputs
+    inputs = graph_inputs(num_node_features, num_edge_features, graph_feature_stats)
+    nodes, edges, edge_index, graph_index = inputs[:4]
     states = layers.Dense(units, activation="relu", name="node_embedding")(nodes)  # (N, D)
     message = EdgeNetwork(units, name="edge_network")
     update = GRUUpdate(units, name="gru_update")
@@ -335,13 +365,15 @@ def mpnn(num_node_features, num_edge_features, num_outputs=1, units=64, num_step
         pooled = Set2Set(readout_steps, name="set2set")([states, graph_index])  # (B, 2D)
     else:
         pooled = GraphPooling(readout, name=f"{readout}_readout")([states, graph_index])  # (B, D)
+    pooled = with_graph_features(pooled, inputs, graph_feature_stats)
     outputs = _head(pooled, num_outputs, 2 * units, dropout_rate, output_scale, output_offset, name)
     return keras.Model(inputs, outputs, name=name)
 
 
 @register
 def gin(num_node_features, num_edge_features, num_outputs=1, units=64, num_layers=5, dropout_rate=0.5,
-        use_edge_features=True, learn_epsilon=False, output_scale=None, output_offset=None, name="gin"):
+        use_edge_features=True, learn_epsilon=False, output_scale=None, output_offset=None, graph_feature_stats=None,
+        name="gin"):
     """GIN (Xu et al.): sum aggregation, a 2-layer MLP update per layer, sum readouts of every layer.
 
     Args:
@@ -355,11 +387,13 @@ def gin(num_node_features, num_edge_features, num_outputs=1, units=64, num_layer
         learn_epsilon: bool. GIN-ε instead of GIN-0. Defaults to False.
         output_scale: list of float or None. Multiplies the outputs (target standard deviations).
         output_offset: list of float or None. Added to the outputs (target means).
+        graph_feature_stats: (mean, std) lists or None. Adds a `graph_features` input (B, D),
+            standardized with these (training statistics) and concatenated to the readout.
         name: str. The model name. Defaults to "gin".
     """
-    _check(num_outputs, units, dropout_rate, output_scale, output_offset)
-    inputs = graph_inputs(num_node_features, num_edge_features)
-    nodes, edges, edge_index, graph_index = inputs
+    _check(num_outputs, units, dropout_rate, output_scale, output_offset, graph_feature_stats)
+    inputs = graph_inputs(num_node_features, num_edge_features, graph_feature_stats)
+    nodes, edges, edge_index, graph_index = inputs[:4]
     states = layers.Dense(units, name="node_embedding")(nodes)  # (N, D)
     readouts = [GraphPooling("sum", name="layer0_readout")([states, graph_index])]
     for index in range(1, num_layers + 1):
@@ -375,13 +409,14 @@ def gin(num_node_features, num_edge_features, num_outputs=1, units=64, num_layer
         states = layers.ReLU(name=f"{prefix}_relu2")(x)
         readouts.append(GraphPooling("sum", name=f"{prefix}_readout")([states, graph_index]))  # (B, D)
     pooled = layers.Concatenate(name="readouts")(readouts)  # (B, (L + 1) D): every depth's view
+    pooled = with_graph_features(pooled, inputs, graph_feature_stats)
     outputs = _head(pooled, num_outputs, units, dropout_rate, output_scale, output_offset, name)
     return keras.Model(inputs, outputs, name=name)
 
 
 @register
 def gcn(num_node_features, num_edge_features, num_outputs=1, units=64, num_layers=3, dropout_rate=0.0,
-        output_scale=None, output_offset=None, name="gcn"):
+        output_scale=None, output_offset=None, graph_feature_stats=None, name="gcn"):
     """GCN (Kipf & Welling): symmetric-normalized propagation, mean readout. Ignores edge features.
 
     Args:
@@ -393,20 +428,24 @@ def gcn(num_node_features, num_edge_features, num_outputs=1, units=64, num_layer
         dropout_rate: float. Dropout before the output layer. Defaults to 0.0.
         output_scale: list of float or None. Multiplies the outputs (target standard deviations).
         output_offset: list of float or None. Added to the outputs (target means).
+        graph_feature_stats: (mean, std) lists or None. Adds a `graph_features` input (B, D),
+            standardized with these (training statistics) and concatenated to the readout.
         name: str. The model name. Defaults to "gcn".
     """
-    _check(num_outputs, units, dropout_rate, output_scale, output_offset)
-    inputs = graph_inputs(num_node_features, num_edge_features)
-    nodes, _, edge_index, graph_index = inputs
+    _check(num_outputs, units, dropout_rate, output_scale, output_offset, graph_feature_stats)
+    inputs = graph_inputs(num_node_features, num_edge_features, graph_feature_stats)
+    nodes, _, edge_index, graph_index = inputs[:4]
     states = nodes
     for index in range(1, num_layers + 1):
         states = GCNAggregate(name=f"layer{index}_propagate")([states, edge_index])
         states = layers.Dense(units, activation="relu", name=f"layer{index}_dense")(states)
     pooled = GraphPooling("mean", name="mean_readout")([states, graph_index])
+    pooled = with_graph_features(pooled, inputs, graph_feature_stats)
     outputs = _head(pooled, num_outputs, units, dropout_rate, output_scale, output_offset, name)
     return keras.Model(inputs, outputs, name=name)
 
 
 def supports(model):
-    """Whether `model` takes the four graph inputs of this module."""
-    return [tensor.name for tensor in model.inputs] == list(INPUT_NAMES)
+    """Whether `model` takes the four graph inputs of this module (and optionally `graph_features`)."""
+    names = [tensor.name for tensor in model.inputs]
+    return names in (list(INPUT_NAMES), list(INPUT_NAMES) + ["graph_features"])

@@ -75,6 +75,8 @@ class Config(TrainConfig):
     readout: str = option("set2set", "Graph readout of mpnn.", choices=["set2set", "sum", "mean"])
     dropout_rate: float = option(-1.0, "Dropout before the output layer (-1: the builder's default).", minimum=-1.0)
     largest_fragment: bool = option(True, "Keep the largest fragment of salts / mixtures (else: all fragments).")
+    descriptors: bool = option(False, "Add RDKit's 2D descriptors of each molecule beside the learned readout "
+                                      "(and to the fingerprint baseline).")
 
 
 @dataclasses.dataclass
@@ -155,6 +157,10 @@ def split_indices(graph_set, kind, config):
 def load_data(config):
     """Train / validation / test disjoint-union batches, their graph sets and the facts the model needs."""
     graph_set = read_source(config)
+    if config.descriptors:
+        if not graph_set.smiles:
+            raise UserError("--descriptors needs molecules (SMILES); TU graphs have no RDKit descriptors.")
+        graph_set.features, names = molecules.descriptors(graph_set.names)
     kind = task_kind(graph_set, config)
     train_ids, validation_ids, test_ids = split_indices(graph_set, kind, config)
     if len(train_ids) == 0 or len(test_ids) == 0:
@@ -182,6 +188,10 @@ def load_data(config):
     if not graph_set.smiles:
         info["tu_vocabulary"] = graph_set.node_vocabulary
         info["class_names"] = [str(value) for value in graph_set.node_vocabulary["graph"]]
+    if config.descriptors:
+        train_features = sets["train"].features
+        info["descriptor_names"] = names
+        info["graph_feature_stats"] = [train_features.mean(axis=0).tolist(), train_features.std(axis=0).tolist()]
     if kind == "regression":
         info["target_mean"] = np.nanmean(train_targets, axis=0).tolist()
         info["target_std"] = np.maximum(np.nanstd(train_targets, axis=0), 1e-6).tolist()
@@ -259,6 +269,8 @@ def builder_arguments(config, builder, info):
         wanted["readout"] = config.readout
     if info["kind"] == "regression":
         wanted.update(output_scale=info["target_std"], output_offset=info["target_mean"])
+    if info.get("graph_feature_stats"):
+        wanted["graph_feature_stats"] = info["graph_feature_stats"]
     return wanted
 
 
@@ -325,6 +337,18 @@ def scores(kind, targets, predicted):
     return result
 
 
+def classical_features(graph_set, stats=None):
+    """`fingerprints`, then the graph-level descriptors standardized with `stats` = (mean, std) of
+    the training split (clipped like the network's) when the set has them."""
+    x = fingerprints(graph_set)
+    if graph_set.features is None:
+        return x
+    mean, std = (np.asarray(values) for values in stats)
+    scaled = np.clip((graph_set.features - mean) / np.maximum(std, 1e-6), -applications.mpnn.GRAPH_FEATURE_CLIP,
+                     applications.mpnn.GRAPH_FEATURE_CLIP)
+    return np.concatenate([x, scaled], axis=1).astype(np.float32)
+
+
 def fingerprints(graph_set):
     """Classical features: Morgan bit vectors (molecules) or label counts (TU graphs), (G, D)."""
     if graph_set.smiles:
@@ -347,8 +371,9 @@ def classical_predictions(kind, train, validation, test):
     """Ridge / logistic regression on `fingerprints`, strength chosen on the validation split."""
     from sklearn.linear_model import LogisticRegression
 
-    x_train, x_test = fingerprints(train), fingerprints(test)
-    x_validation = fingerprints(validation) if len(validation) else None
+    stats = None if train.features is None else (train.features.mean(axis=0), train.features.std(axis=0))
+    x_train, x_test = classical_features(train, stats), classical_features(test, stats)
+    x_validation = classical_features(validation, stats) if len(validation) else None
     strengths = [0.01, 0.1, 1.0, 10.0, 100.0]
     if kind == "multiclass":
         labels = train.targets[:, 0].astype(np.int64)
@@ -421,6 +446,7 @@ def baseline(config, data):
         constant_name = "mean predictor"
     result = scores(kind, test, classical_predictions(kind, sets["train"], sets["validation"], sets["test"]))
     result["name"] = ("Morgan fingerprint (r=2, 2048 bits)" if sets["train"].smiles else "label-count fingerprint") + (
+        " and RDKit descriptors" if sets["train"].features is not None else "") + (
         " + ridge" if kind == "regression" else " + logistic regression")
     result["mean_predictor"] = {**scores(kind, test, constant), "name": constant_name}
     if config.verbose:
@@ -525,8 +551,8 @@ def roc_plot(targets, probabilities, names, path, limit=8):
 def example_graphs(info):
     """Two or three small graphs with the model's feature sizes, for the export's reload check."""
     if info["featurizer"] == molecules.FEATURIZER:
-        graphs, _, _ = molecules.featurize_smiles(["CCO", "c1ccccc1C(=O)O", "[NH4+]"])
-        return molecules.union(graphs)
+        graphs, names, _ = molecules.featurize_smiles(["CCO", "c1ccccc1C(=O)O", "[NH4+]"])
+        return molecules.union(graphs, graph_features(names, info))
     nodes = np.eye(3, info["num_node_features"], dtype=np.float32)
     edges = np.eye(2, info["num_edge_features"], dtype=np.float32)
     pair = molecules.Graph(nodes[:2], edges, np.array([[0, 1], [1, 0]], np.int32))
@@ -534,18 +560,31 @@ def example_graphs(info):
     return molecules.union([pair, single])
 
 
+def graph_features(smiles, info):
+    """The molecules' descriptors as the model was trained with them, or None (a model without)."""
+    return molecules.descriptors(smiles, info["descriptor_names"])[0] if info.get("descriptor_names") else None
+
+
 def serving(model, info):
-    """`serving_default`: graph tensors of a disjoint-union batch → predictions per graph.
+    """`serving_default`: graph tensors of a disjoint-union batch (and `graph_features` (B, D), the
+    RDKit descriptors, for a model trained with --descriptors) → predictions per graph.
 
     Regression: `predictions` (B, T) in target units. Binary / multi-task: `probabilities` (B, T)
     and `labels` (B, T) int32 at 0.5. Multi-class: `probabilities` (B, K) and `labels` (B,) class
     ids (names in assets/labels.txt). RDKit featurization stays outside (Python, not TF ops).
     """
     kind = info["kind"]
+    signature = [
+        tf.TensorSpec([None, info["num_node_features"]], tf.float32, name="node_features"),
+        tf.TensorSpec([None, info["num_edge_features"]], tf.float32, name="edge_features"),
+        tf.TensorSpec([None, 2], tf.int32, name="edge_index"),
+        tf.TensorSpec([None], tf.int32, name="graph_index"),
+    ]
+    if info.get("descriptor_names"):
+        signature.append(tf.TensorSpec([None, len(info["descriptor_names"])], tf.float32, name="graph_features"))
 
-    def predict_graphs(node_features, edge_features, edge_index, graph_index):
-        raw = model({"node_features": node_features, "edge_features": edge_features, "edge_index": edge_index,
-                     "graph_index": graph_index}, training=False)
+    def predict_graphs(*tensors):
+        raw = model({spec.name: tensor for spec, tensor in zip(signature, tensors)}, training=False)
         raw = tf.cast(raw, tf.float32)
         if kind == "regression":
             return {"predictions": raw}
@@ -555,12 +594,6 @@ def serving(model, info):
         probabilities = tf.nn.softmax(raw, axis=-1)
         return {"probabilities": probabilities, "labels": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
 
-    signature = [
-        tf.TensorSpec([None, info["num_node_features"]], tf.float32, name="node_features"),
-        tf.TensorSpec([None, info["num_edge_features"]], tf.float32, name="edge_features"),
-        tf.TensorSpec([None, 2], tf.int32, name="edge_index"),
-        tf.TensorSpec([None], tf.int32, name="graph_index"),
-    ]
     example = example_graphs(info)
     return [export.Endpoint("serving_default", predict_graphs, signature,
                             [example[spec.name] for spec in signature])]
@@ -605,8 +638,10 @@ def predict(inputs, model_path, output_dir="predictions"):
     kind, target_names = info["kind"], info["target_names"]
     class_names = info.get("class_names")
     lines = []
+    features = graph_features(names, info)
     for start in range(0, len(graphs), PREDICT_BATCH):
-        batch = molecules.union(graphs[start:start + PREDICT_BATCH])
+        batch = molecules.union(graphs[start:start + PREDICT_BATCH],
+                                None if features is None else features[start:start + PREDICT_BATCH])
         out = signature(**{key: tf.constant(value) for key, value in batch.items()})
         for row, name in enumerate(names[start:start + PREDICT_BATCH]):
             if kind == "regression":

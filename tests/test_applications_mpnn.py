@@ -107,8 +107,31 @@ def test_segment_softmax_sums_to_one_per_graph():
     np.testing.assert_allclose(weights[:3], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", GRAPH_BUILDERS)
+def test_graph_features_join_the_readout_standardized_and_round_trip(name, graph_set, tmp_path):
+    rng = np.random.default_rng(0)
+    features = rng.normal(loc=50.0, scale=10.0, size=(8, 3)).astype(np.float32)
+    model = build(name, graph_set, graph_feature_stats=[[50.0, 50.0, 50.0], [10.0, 10.0, 10.0]])
+    assert mpnn.supports(model) and [tensor.name for tensor in model.inputs][-1] == "graph_features"
+    batch = as_tensors(molecules.union(graph_set.graphs, features))
+    outputs = np.asarray(model(batch, training=False))
+    assert outputs.shape == (8, 2) and np.all(np.isfinite(outputs))
+    # The features reach the output; beyond 5 standard deviations they are clipped.
+    moved = as_tensors(molecules.union(graph_set.graphs, features + [30.0, 0.0, 0.0]))
+    assert not np.allclose(np.asarray(model(moved, training=False)), outputs)
+    far, farther = (as_tensors(molecules.union(graph_set.graphs, np.full((8, 3), value, np.float32)))
+                    for value in (110.0, 1e4))
+    np.testing.assert_allclose(np.asarray(model(far, training=False)), np.asarray(model(farther, training=False)),
+                               rtol=1e-6, atol=1e-6)
+    path = tmp_path / f"{name}_features.keras"
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(batch, training=False)), outputs,
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [{"num_outputs": 0}, {"units": 0}, {"dropout_rate": 1.0},
-                                    {"output_scale": [1.0, 2.0]}, {"readout": "max"}])
+                                    {"output_scale": [1.0, 2.0]}, {"readout": "max"},
+                                    {"graph_feature_stats": [[1.0, 2.0], [1.0]]}])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError, match="Received"):
         applications.get("mpnn")(41, 10, **{"num_outputs": 1, **kwargs})

@@ -127,6 +127,31 @@ def test_predict_names_every_unparsable_smiles(demo_export):
         gp.predict(["CCO", "C1CC", ""], workdir / "saved_models" / "graph_property")
 
 
+def test_descriptors_feed_the_network_the_baseline_and_the_export(tmp_path, capsys):
+    config = tiny_config(tmp_path, descriptors=True, epochs=1)
+    model = gp.train(config)
+    assert [tensor.name for tensor in model.inputs][-1] == "graph_features"
+    (run,) = (tmp_path / "runs" / "graph_property").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    assert "RDKit descriptors" in record["baseline"]["name"]
+    version = tmp_path / "saved_models" / "graph_property" / "1"
+    info = json.loads((version / "assets" / "info.json").read_text())
+    assert info["descriptor_names"] == molecules.descriptor_names()
+    mean, std = info["graph_feature_stats"]
+    assert len(mean) == len(std) == len(info["descriptor_names"])
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    assert "graph_features" in signature.structured_input_signature[1]
+    # predict computes the descriptors itself, as training did.
+    smiles = ["CCO", "c1ccccc1O"]
+    capsys.readouterr()  # drop the training log
+    gp.predict(smiles, tmp_path / "saved_models" / "graph_property")
+    printed = [float(line.split(" = ")[1]) for line in capsys.readouterr().out.strip().splitlines()]
+    graphs, names, _ = molecules.featurize_smiles(smiles)
+    batch = molecules.union(graphs, molecules.descriptors(names)[0])
+    expected = np.asarray(model({key: tf.constant(value) for key, value in batch.items()}, training=False))[:, 0]
+    np.testing.assert_allclose(printed, expected, atol=1e-4)
+
+
 def test_multi_task_classification_with_missing_labels(tmp_path):
     path = classification_csv(tmp_path / "two_tasks.csv")
     config = tiny_config(tmp_path, data=str(path), targets="lipophilic,acyclic", epochs=3, model="gin")
@@ -149,6 +174,8 @@ def test_bad_settings_fail_before_anything_is_written(tmp_path):
     tu = write_tu(tmp_path / "toy")
     with pytest.raises(UserError, match="--split scaffold needs molecules"):
         gp.train(tiny_config(tmp_path, data=str(tu), split="scaffold"))
+    with pytest.raises(UserError, match="--descriptors needs molecules"):
+        gp.train(tiny_config(tmp_path, data=str(tu), descriptors=True))
     with pytest.raises(UserError, match="--fold 3 must be below --folds 3"):
         gp.train(tiny_config(tmp_path, data=str(tu), folds=3, fold=3))
     with pytest.raises(UserError, match="not a graph network"):

@@ -203,3 +203,29 @@ def test_stratified_kfold_partitions_and_keeps_class_shares():
     assert all(targets[test, 0].sum() == 6 for test in tests)  # 30 positives / 5 folds
     with pytest.raises(UserError, match="smallest class has only 10"):
         molecules.kfold_split(targets, 12, 0, seed=0, stratify=True)
+
+
+def test_descriptors_are_rdkits_clipped_and_follow_the_graphs_into_batches():
+    from rdkit import Chem
+    from rdkit.Chem import Crippen
+
+    smiles = ["CCO", "c1ccccc1O", "CCCCCCCCCCCCCCCCCCCC(=O)OCC(O)CO"]
+    features, names = molecules.descriptors(smiles)
+    assert features.shape == (3, len(molecules.descriptor_names())) and names == molecules.descriptor_names()
+    assert features.dtype == np.float32 and np.all(np.abs(features) <= molecules.DESCRIPTOR_LIMIT)
+    logp = [Crippen.MolLogP(Chem.MolFromSmiles(one)) for one in smiles]
+    np.testing.assert_allclose(features[:, names.index("MolLogP")], logp, rtol=1e-5)
+    assert features[2, names.index("Ipc")] == molecules.DESCRIPTOR_LIMIT  # ~1e7 raw: clipped
+    subset, picked = molecules.descriptors(smiles, ["TPSA", "MolWt"])
+    np.testing.assert_allclose(subset, features[:, [names.index("TPSA"), names.index("MolWt")]])
+    with pytest.raises(UserError, match="lacks the descriptor.*NoSuchDescriptor"):
+        molecules.descriptors(smiles, ["TPSA", "NoSuchDescriptor"])
+
+    graph_set = molecules.demo_molecules(num_molecules=10, seed=2)
+    graph_set.features = np.arange(20, dtype=np.float32).reshape(10, 2)
+    taken = graph_set.take([7, 2])
+    np.testing.assert_array_equal(taken.features, [[14, 15], [4, 5]])
+    inputs, _ = next(iter(molecules.make_dataset(graph_set, batch_size=4)))
+    np.testing.assert_array_equal(inputs["graph_features"].numpy(), graph_set.features[:4])
+    expected = molecules.union(graph_set.graphs[:4], graph_set.features[:4])
+    assert set(inputs) == set(expected)

@@ -31,7 +31,9 @@ Formats:
 RDKit featurization (SMILES only; RDKit is Python and cannot run inside a TF graph):
 atoms — element, heavy-atom degree, formal charge, hybridization, aromaticity, total hydrogens,
 ring membership (41 features); bonds — type, conjugation, ring membership, stereo (10 features).
-Every bond is two directed edges, source → target.
+Every bond is two directed edges, source → target. Optionally, `descriptors` gives each molecule
+RDKit's 2D descriptors (217 in RDKit 2026.09: weights, logP, TPSA, counts, E-state, BCUT, ...)
+as graph-level features (`GraphSet.features`, batched as `graph_features` (B, D)).
 
 Batching is a disjoint union: the graphs of a batch become one graph whose node ids are offset by
 the nodes before them, with `graph_index` saying which graph each node belongs to. No padding.
@@ -39,6 +41,7 @@ the nodes before them, with `graph_index` saying which graph each node belongs t
 
 import csv
 import dataclasses
+import functools
 import math
 import pathlib
 
@@ -142,6 +145,49 @@ def parse_smiles(smiles, largest_fragment=True):
     return mol, None, removed
 
 
+# Raw descriptor values are clipped to this magnitude (Ipc reaches 1e30 on large molecules).
+DESCRIPTOR_LIMIT = 1e5
+
+
+def descriptor_names():
+    """The names of RDKit's 2D descriptors, in RDKit's order (the installed version's list)."""
+    from rdkit.Chem import Descriptors
+
+    return [name for name, _ in Descriptors._descList]
+
+
+@functools.lru_cache(maxsize=None)
+def _descriptor_row(smiles, names):
+    from rdkit import Chem
+    from rdkit.Chem import Descriptors
+
+    functions = dict(Descriptors._descList)
+    mol = Chem.MolFromSmiles(smiles)
+    values = []
+    for name in names:
+        try:
+            values.append(float(functions[name](mol)))
+        except Exception:  # RDKit raises on a few exotic molecules (e.g. partial charges): a missing value
+            values.append(math.nan)
+    return tuple(values)
+
+
+def descriptors(smiles_list, names=None):
+    """RDKit 2D descriptors of molecules (G, D) float32: non-finite values → 0, others clipped to
+    ±`DESCRIPTOR_LIMIT`. `names`: the descriptors to compute (a trained model's list); a name the
+    installed RDKit lacks is a `UserError`. Rows are cached per SMILES within the process."""
+    available = descriptor_names()
+    names = tuple(names or available)
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise UserError(f"the installed RDKit lacks the descriptor(s) {', '.join(missing[:5])} this model "
+                        "was trained with; install the RDKit version it was trained with.")
+    rows = np.array([_descriptor_row(smiles, names) for smiles in smiles_list], np.float64).reshape(-1, len(names))
+    rows = np.clip(np.nan_to_num(rows, nan=0.0, posinf=DESCRIPTOR_LIMIT, neginf=-DESCRIPTOR_LIMIT),
+                   -DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT)
+    return rows.astype(np.float32), list(names)
+
+
 # === Graph sets ===
 
 
@@ -165,6 +211,7 @@ class GraphSet:
     smiles: bool = True
     notes: dict = dataclasses.field(default_factory=dict)
     node_vocabulary: dict = dataclasses.field(default_factory=dict)
+    features: np.ndarray = None  # (G, D) float32 graph-level features (molecular descriptors), or None
 
     def __len__(self):
         return len(self.graphs)
@@ -181,26 +228,29 @@ class GraphSet:
         indices = np.asarray(indices, np.int64)
         return dataclasses.replace(
             self, graphs=[self.graphs[i] for i in indices], targets=self.targets[indices],
-            names=[self.names[i] for i in indices],
+            names=[self.names[i] for i in indices], features=None if self.features is None else self.features[indices],
         )
 
 
-def union(graphs):
+def union(graphs, features=None):
     """The disjoint union of `graphs`, in NumPy (predict, and the reference for the tf.data map).
 
     Returns:
         dict: node_features (N, F), edge_features (E, Fe), edge_index (E, 2) global int32,
-        graph_index (N,) int32.
+        graph_index (N,) int32; and graph_features (B, D) when `features` (one row per graph) is given.
     """
     sizes = np.array([len(graph.nodes) for graph in graphs], np.int32)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
-    return {
+    batch = {
         "node_features": np.concatenate([graph.nodes for graph in graphs]).astype(np.float32),
         "edge_features": np.concatenate([graph.edges for graph in graphs]).astype(np.float32),
         "edge_index": np.concatenate([graph.edge_index + offset for graph, offset in zip(graphs, offsets)]).astype(
             np.int32).reshape(-1, 2),
         "graph_index": np.repeat(np.arange(len(graphs), dtype=np.int32), sizes),
     }
+    if features is not None:
+        batch["graph_features"] = np.asarray(features, np.float32).reshape(len(graphs), -1)
+    return batch
 
 
 def make_dataset(graph_set, batch_size, shuffle=False, seed=0):
@@ -216,6 +266,8 @@ def make_dataset(graph_set, batch_size, shuffle=False, seed=0):
     edges = tf.RaggedTensor.from_row_lengths(np.concatenate([g.edges for g in graphs]), num_edges)  # (G, None, Fe)
     local = tf.RaggedTensor.from_row_lengths(np.concatenate([g.edge_index for g in graphs]), num_edges)  # (G, None, 2)
 
+    features = None if graph_set.features is None else tf.constant(graph_set.features, tf.float32)  # (G, D)
+
     def disjoint_union(index, targets):
         batch_nodes = tf.gather(nodes, index)  # (B, None, F)
         batch_index = tf.gather(local, index)  # (B, None, 2)
@@ -227,6 +279,8 @@ def make_dataset(graph_set, batch_size, shuffle=False, seed=0):
             "edge_index": batch_index.values + tf.gather(offsets, edge_graph)[:, None],
             "graph_index": tf.cast(batch_nodes.value_rowids(), tf.int32),
         }
+        if features is not None:
+            inputs["graph_features"] = tf.gather(features, index)  # (B, D)
         return inputs, targets
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(graphs), dtype=np.int64), graph_set.targets))
