@@ -75,6 +75,8 @@ class Config(TrainConfig):
     readout: str = option("set2set", "Graph readout of mpnn.", choices=["set2set", "sum", "mean"])
     dropout_rate: float = option(-1.0, "Dropout before the output layer (-1: the builder's default).", minimum=-1.0)
     largest_fragment: bool = option(True, "Keep the largest fragment of salts / mixtures (else: all fragments).")
+    ensemble: int = option(1, "Members of a deep ensemble: N networks (weights seeded seed..seed+N-1, the same "
+                              "split) whose outputs are averaged; the run and the export hold the average.", minimum=1)
     descriptors: bool = option(False, "Add RDKit's 2D descriptors of each molecule beside the learned readout "
                                       "(and to the fingerprint baseline).")
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -150,6 +151,29 @@ def test_descriptors_feed_the_network_the_baseline_and_the_export(tmp_path, caps
     batch = molecules.union(graphs, molecules.descriptors(names)[0])
     expected = np.asarray(model({key: tf.constant(value) for key, value in batch.items()}, training=False))[:, 0]
     np.testing.assert_allclose(printed, expected, atol=1e-4)
+
+
+def test_ensemble_averages_members_trained_from_different_seeds(tmp_path, capsys):
+    config = tiny_config(tmp_path, ensemble=2, epochs=1)
+    model = gp.train(config)
+    runs = tmp_path / "runs" / "graph_property"
+    (ensemble_run,) = [path for path in runs.iterdir() if "member" not in path.name]
+    members = [keras.saving.load_model(runs / f"{ensemble_run.name}-member{index}" / "model.keras")
+               for index in (1, 2)]
+    batch = {key: tf.constant(value)
+             for key, value in molecules.union(gp.load_data(config).sets["test"].graphs[:16]).items()}
+    outputs = [np.asarray(member(batch, training=False)) for member in members]
+    assert not np.allclose(outputs[0], outputs[1])  # seeds 0 and 1: two different networks
+    np.testing.assert_allclose(np.asarray(model(batch, training=False)), (outputs[0] + outputs[1]) / 2, atol=1e-5)
+    record = json.loads((ensemble_run / "metrics.json").read_text())
+    assert record["config"]["ensemble"] == 2 and record["epochs"] == 2  # one epoch per member
+    for index in (1, 2):  # the same split: the same baseline numbers
+        member_record = json.loads((runs / f"{ensemble_run.name}-member{index}" / "metrics.json").read_text())
+        assert member_record["baseline"]["rmse"] == record["baseline"]["rmse"]
+    assert [path.name for path in (tmp_path / "saved_models" / "graph_property").iterdir()] == ["1"]  # one export
+    capsys.readouterr()
+    gp.train(config)  # complete: nothing is trained again
+    assert "already complete" in capsys.readouterr().out
 
 
 def test_multi_task_classification_with_missing_labels(tmp_path):

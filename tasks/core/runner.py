@@ -18,6 +18,7 @@ from tasks.core import export as export_lib
 from tasks.core import plots
 from tasks.core import training
 from tasks.core.errors import ClusterLost
+from tasks.core.errors import UserError
 from tasks.core.runs import Run
 from tasks.core.runs import write_atomic
 
@@ -28,18 +29,22 @@ def task_name(module):
     return (spec.name if spec else module.__name__).rsplit(".", 1)[-1]
 
 
-def train(module, config, fresh=False, export_model=True):
+def train(module, config, fresh=False, export_model=True, member=0):
     """Trains, evaluates beside the baseline, writes the run and the export; returns the model.
 
     `export_model=False` stops after `metrics.json` (one fold of a K-fold run estimates, it does
-    not ship).
+    not ship). A config with `ensemble` > 1 trains an ensemble (`train_ensemble`); `member` is
+    the index of one member, whose weights start from seed + member (the data, its split and
+    order, keep the config's seed).
 
     With `--strategy multi_worker` every worker runs this; the chief alone keeps the run folder,
     evaluates and exports (the others write to a scratch folder they remove).
     """
     config_lib.validate(config)
+    if getattr(config, "ensemble", 1) > 1:
+        return train_ensemble(module, config, fresh=fresh, export_model=export_model)
     task = task_name(module)
-    strategy = training.setup(config)
+    strategy = training.setup(config, seed=config.seed + member)
     cluster = distributed.is_multi_worker(strategy)
     chief = distributed.is_chief(strategy)
     run = Run.for_config(task, config)
@@ -88,6 +93,42 @@ def train(module, config, fresh=False, export_model=True):
         # Evaluation and export run on the chief alone, on a plain copy outside the strategy.
         model = keras.saving.load_model(run.model_file)
     plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
+    measure(module, model, data, config, run, stats)
+    if export_model:
+        path = export(module, model, data.info, config, run)
+        say(config, f"Exported {path}")
+    return model
+
+
+def train_ensemble(module, config, fresh=False, export_model=True):
+    """`--ensemble N`: N members trained as runs of their own (`<run>-member<i>`, resumable, not
+    exported), averaged into one model that is evaluated, written and exported as this run."""
+    task = task_name(module)
+    if config.strategy == "multi_worker":
+        raise UserError("--ensemble trains its members one after another; it does not combine with "
+                        "--strategy multi_worker.")
+    run = Run.for_config(task, config)
+    if run.complete and not fresh:
+        say(config, f"Run {run.path} is already complete; pass --fresh to train it again.")
+        report(run.read_metrics(), config)
+        return keras.saving.load_model(run.model_file)
+    data = load_data(module, config)  # fails on bad data before any member starts
+    members, records = [], []
+    for index in range(config.ensemble):
+        member_config = dataclasses.replace(config, ensemble=1, run_name=f"{run.path.name}-member{index + 1}")
+        say(config, f"\n=== ensemble member {index + 1} of {config.ensemble} ===")
+        members.append(train(module, member_config, fresh=fresh, export_model=False, member=index))
+        records.append(Run.for_config(task, member_config).read_metrics())
+    model = training.average_models(members)
+    run.start(config, fresh=fresh)
+    write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
+    model.save(run.model_file)
+    seconds = sum(record.get("train_seconds") or 0.0 for record in records)
+    stats = {"train_seconds": round(seconds, 2), "epochs": sum(record.get("epochs") or 0 for record in records)}
+    for key in ("examples_per_second", "examples_per_cpu_second"):  # the members', one after another
+        rates = [record.get(key) for record in records if record.get(key)]
+        stats[key] = round(float(len(rates) / sum(1.0 / rate for rate in rates)), 1) if rates else None
+    say(config, f"\n=== the ensemble: the mean of {config.ensemble} members' outputs ===")
     measure(module, model, data, config, run, stats)
     if export_model:
         path = export(module, model, data.info, config, run)

@@ -22,9 +22,10 @@ from tasks.core.errors import UserError
 # === Precision and strategy ===
 
 
-def setup(config):
-    """Seeds everything, sets the dtype policy and returns the distribution strategy."""
-    keras.utils.set_random_seed(config.seed)
+def setup(config, seed=None):
+    """Seeds everything (with `seed`, default the config's), sets the dtype policy and returns the
+    distribution strategy."""
+    keras.utils.set_random_seed(config.seed if seed is None else seed)
     keras.mixed_precision.set_global_policy(config.precision)
     return strategy(config.strategy, getattr(config, "cluster_timeout", 120.0))
 
@@ -384,6 +385,17 @@ def callbacks(run, config, has_validation, extra=(), num_examples=None):
             )
         )
     return result + list(extra)
+
+
+def average_models(members, name="ensemble"):
+    """One functional model whose output is the mean of `members`' outputs (same inputs, one
+    output each: regression values, or logits). Members are renamed `member1`, `member2`, ... so
+    their layer names stay unique; the result saves and reloads as a `.keras` file."""
+    for index, member in enumerate(members, 1):
+        member.name = f"member{index}"
+    inputs = [keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name) for tensor in members[0].inputs]
+    outputs = keras.layers.Average(name="average")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name=name)
 
 
 # === Fit ===
