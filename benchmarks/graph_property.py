@@ -112,7 +112,7 @@ def run_folds(config):
     return {
         "name": "mutag", "wall_seconds": round(wall, 1), "metrics": summary["metrics"], "baseline": summary["baseline"],
         "per_fold_accuracy": [fold["metrics"]["accuracy"] for fold in summary["per_fold"]],
-        "train_molecules_per_second": summary["examples_per_second"], "epochs": config.epochs,
+        "train_molecules_per_second": summary["examples_per_second"], "epochs": config.epochs * config.ensemble,
         "parameters": int(model.count_params()),
     }
 
@@ -179,7 +179,9 @@ def main(argv=None):
     for name, result in results.items():
         others = ", ".join(f"{key} {value:.3f}" for key, value in result["metrics"].items()
                            if isinstance(value, float) and not key.endswith("_std"))
-        print(f"\n- {name}: {others}; {result['epochs']} epochs, {result['parameters']:,} parameters.")
+        members = args.ensemble or RECIPES[name]["ensemble"]
+        print(f"\n- {name}: {others}; {result['epochs']} epochs in all ({members} members; K-fold: per fold), "
+              f"{result['parameters']:,} parameters (all members).")
         if "per_fold_accuracy" in result:
             print(f"  Per fold: {', '.join(f'{value:.3f}' for value in result['per_fold_accuracy'])}.")
     if args.output_json:
