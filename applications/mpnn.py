@@ -291,13 +291,21 @@ def graph_inputs(num_node_features, num_edge_features, graph_feature_stats=None)
     return inputs
 
 
+def graph_feature_scaling(graph_feature_stats):
+    """`(scale, offset)` lists that standardize graph features: x * scale + offset = (x - mean) / std
+    (std floored at 1e-6), then clipped to ±GRAPH_FEATURE_CLIP (the model's layer and the classical
+    baseline both use this)."""
+    mean, std = (list(map(float, values)) for values in graph_feature_stats)
+    scale = [1.0 / max(value, 1e-6) for value in std]
+    return scale, [-m * factor for m, factor in zip(mean, scale)]
+
+
 def with_graph_features(pooled, inputs, graph_feature_stats):
     """The readout (B, H), with the standardized, clipped `graph_features` input concatenated when present."""
     if graph_feature_stats is None:
         return pooled
-    mean, std = (list(map(float, values)) for values in graph_feature_stats)
-    scaled = Affine([1.0 / max(value, 1e-6) for value in std], [-m / max(v, 1e-6) for m, v in zip(mean, std)],
-                    clip=GRAPH_FEATURE_CLIP, name="graph_feature_scaling")(inputs[4])
+    scale, offset = graph_feature_scaling(graph_feature_stats)
+    scaled = Affine(scale, offset, clip=GRAPH_FEATURE_CLIP, name="graph_feature_scaling")(inputs[4])
     return layers.Concatenate(name="readout_and_graph_features")([pooled, scaled])
 
 

@@ -340,14 +340,14 @@ def scores(kind, targets, predicted):
 
 
 def classical_features(graph_set, stats=None):
-    """`fingerprints`, then the graph-level descriptors standardized with `stats` = (mean, std) of
-    the training split (clipped like the network's) when the set has them."""
+    """`fingerprints`, then the graph-level descriptors scaled as the network scales them, with
+    `stats` = info["graph_feature_stats"] (the training split's mean and std), when the set has them."""
     x = fingerprints(graph_set)
     if graph_set.features is None:
         return x
-    mean, std = (np.asarray(values) for values in stats)
-    scaled = np.clip((graph_set.features - mean) / np.maximum(std, 1e-6), -applications.mpnn.GRAPH_FEATURE_CLIP,
-                     applications.mpnn.GRAPH_FEATURE_CLIP)
+    scale, offset = applications.mpnn.graph_feature_scaling(stats)
+    limit = applications.mpnn.GRAPH_FEATURE_CLIP
+    scaled = np.clip(graph_set.features * np.asarray(scale) + np.asarray(offset), -limit, limit)
     return np.concatenate([x, scaled], axis=1).astype(np.float32)
 
 
@@ -369,11 +369,11 @@ def fingerprints(graph_set):
     return np.log1p(np.array(rows, np.float32))
 
 
-def classical_predictions(kind, train, validation, test):
-    """Ridge / logistic regression on `fingerprints`, strength chosen on the validation split."""
+def classical_predictions(kind, train, validation, test, stats=None):
+    """Ridge / logistic regression on `classical_features` (`stats`: the descriptors' training mean
+    and std, when the sets have descriptors), strength chosen on the validation split."""
     from sklearn.linear_model import LogisticRegression
 
-    stats = None if train.features is None else (train.features.mean(axis=0), train.features.std(axis=0))
     x_train, x_test = classical_features(train, stats), classical_features(test, stats)
     x_validation = classical_features(validation, stats) if len(validation) else None
     strengths = [0.01, 0.1, 1.0, 10.0, 100.0]
@@ -446,7 +446,8 @@ def baseline(config, data):
     else:
         constant = np.tile(np.nanmean(train, axis=0), (len(test), 1))
         constant_name = "mean predictor"
-    result = scores(kind, test, classical_predictions(kind, sets["train"], sets["validation"], sets["test"]))
+    result = scores(kind, test, classical_predictions(kind, sets["train"], sets["validation"], sets["test"],
+                                                           data.info.get("graph_feature_stats")))
     result["name"] = ("Morgan fingerprint (r=2, 2048 bits)" if sets["train"].smiles else "label-count fingerprint") + (
         " and RDKit descriptors" if sets["train"].features is not None else "") + (
         " + ridge" if kind == "regression" else " + logistic regression")
