@@ -105,15 +105,17 @@ def run_holdout(name, config):
 
 def run_folds(config):
     started = time.perf_counter()
-    model = gp.train(config)
+    summary = gp.train(config)  # cv.json: mean and std over the folds
     wall = time.perf_counter() - started
-    (summary_file,) = (pathlib.Path(config.runs_dir) / "graph_property").glob("*/cv_metrics.json")
-    summary = json.loads(summary_file.read_text())
+    metrics = {key: value["mean"] for key, value in summary["metrics"].items()}
+    metrics.update({f"{key}_std": value["std"] for key, value in summary["metrics"].items()})
+    baseline = {key: value["mean"] for key, value in summary["baseline"].items() if "mean" in value}
+    baseline["mean_predictor"] = {key: value["mean"] for key, value in summary["baseline"]["mean_predictor"].items()}
     return {
-        "name": "mutag", "wall_seconds": round(wall, 1), "metrics": summary["metrics"], "baseline": summary["baseline"],
+        "name": "mutag", "wall_seconds": round(wall, 1), "metrics": metrics, "baseline": baseline,
         "per_fold_accuracy": [fold["metrics"]["accuracy"] for fold in summary["per_fold"]],
         "train_molecules_per_second": summary["examples_per_second"], "epochs": config.epochs * config.ensemble,
-        "parameters": int(model.count_params()),
+        "parameters": summary["parameters"],
     }
 
 

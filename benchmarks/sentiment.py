@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 from benchmarks.classification import log  # noqa: E402
 from benchmarks.classification import machine  # noqa: E402
 from tasks import sentiment  # noqa: E402
+from tasks.core import runner  # noqa: E402
 
 GOAL = 0.80  # MR 10-fold accuracy without pretrained word vectors (the goal)
 KIM_CNN_RAND = 0.761
@@ -72,7 +73,7 @@ def run_model(key, data, folds, num_folds, workdir, pretrain_epochs):
                                   export_dir=str(workdir / "saved_models"), run_name=f"{key}-fold{fold}",
                                   **COMMON, **overrides)
         started = time.perf_counter()
-        record = sentiment._train_fold(config, fresh=True)
+        record = runner.train_fold(sentiment, config, fresh=True)
         record["wall_seconds"] = time.perf_counter() - started
         keras.backend.clear_session()
         log(f"{key} fold {fold}: accuracy {record['metrics']['accuracy']:.4f} "

@@ -35,7 +35,6 @@ import tensorflow as tf
 
 import applications
 from tasks.core import cli
-from tasks.core import config as config_lib
 from tasks.core import data as data_lib
 from tasks.core import export
 from tasks.core import plots
@@ -44,8 +43,6 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
-from tasks.core.runs import Run
-from tasks.core.runs import write_atomic
 from tasks.data import molecules
 
 GRAPH_MODELS = ("mpnn", "gin", "gcn")
@@ -670,55 +667,11 @@ def train(config, fresh=False):
     """The whole job: data → model → fit → evaluate + baseline → export. Returns the model.
 
     With `--folds K` and `--fold -1`, trains every fold (no export: a K-fold run estimates the
-    metric; export one fold with `--fold i`) and writes the mean and standard deviation.
+    metric; export one fold with `--fold i`), writes `cv.json` and returns it (`runner.cross_validate`).
     """
     if config.folds > 1 and config.fold < 0:
-        return cross_validate(config, fresh=fresh)
+        return runner.cross_validate(sys.modules[__name__], config, fresh=fresh)
     return runner.train(sys.modules[__name__], config, fresh=fresh)
-
-
-def train_fold(config, fresh=False):
-    """One fold of a K-fold run: the runner's job without the export. Returns (model, metrics record)."""
-    module = sys.modules[__name__]
-    model = runner.train(module, config, fresh=fresh, export_model=False)
-    return model, Run.for_config(runner.task_name(module), config).read_metrics()
-
-
-def cross_validate(config, fresh=False):
-    """Every fold of `--folds K`; writes `cv_metrics.json` (per fold, mean, std) and returns the last model."""
-    records, model = [], None
-    for fold in range(config.folds):
-        fold_config = dataclasses.replace(config, fold=fold,
-                                          run_name=f"{config.run_name}-fold{fold}" if config.run_name else "")
-        runner.say(config, f"\n=== fold {fold + 1} of {config.folds} ===")
-        model, record = train_fold(fold_config, fresh=fresh)
-        records.append(record)
-    summary = {"task": "graph_property", "data": config.data, "folds": config.folds, "metrics": {}, "baseline": {},
-               "per_fold": [{"metrics": r["metrics"], "baseline": r["baseline"]} for r in records],
-               "train_seconds": float(sum(r.get("train_seconds") or 0 for r in records)),
-               "examples_per_second": float(np.median([r.get("examples_per_second") or 0 for r in records])),
-               "config": config_lib.to_dict(config)}
-    for part in ("metrics", "baseline"):
-        keys = [key for key, value in records[0][part].items() if isinstance(value, float)]
-        for key in keys:
-            values = np.array([r[part].get(key, np.nan) for r in records], np.float64)
-            summary[part][key] = float(np.nanmean(values))
-            summary[part][f"{key}_std"] = float(np.nanstd(values))
-    means = [r["baseline"]["mean_predictor"] for r in records]
-    summary["baseline"]["mean_predictor"] = {key: float(np.nanmean([m.get(key, np.nan) for m in means]))
-                                             for key, value in means[0].items() if isinstance(value, float)}
-    run = Run.for_config("graph_property", config)
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_atomic(run.path / "cv_metrics.json", json.dumps(summary, indent=2) + "\n")
-    if config.verbose:
-        print(f"\n{config.folds}-fold cross-validation on {config.data} (mean ± std over folds)")
-        for key, value in summary["metrics"].items():
-            if not key.endswith("_std"):
-                base = summary["baseline"].get(key)
-                beside = f"   baseline {base:.4f} ± {summary['baseline'][key + '_std']:.4f}" if base is not None else ""
-                print(f"  {key:<12} {value:.4f} ± {summary['metrics'][key + '_std']:.4f}{beside}")
-        print(f"Wrote {run.path / 'cv_metrics.json'}; no export for a K-fold run (export a fold with --fold i).")
-    return model
 
 
 if __name__ == "__main__":

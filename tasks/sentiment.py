@@ -53,9 +53,7 @@ from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
 from tasks.core.errors import UserError
-from tasks.core.runs import Run
 from tasks.core.runs import learned_part
-from tasks.core.runs import write_atomic
 from tasks.data import text as text_readers
 
 CLASSIFIER_MODULES = ("applications.text_classifiers", "applications.bert")
@@ -594,55 +592,6 @@ def predict(inputs, model_path, output_dir="predictions", encoding="utf-8"):
 # === Train ===
 
 
-def _train_fold(config, fresh):
-    """One fold of cross-validation: the runner's job without the export; returns metrics.json."""
-    module = sys.modules[__name__]
-    runner.train(module, config, fresh=fresh, export_model=False)
-    return Run.for_config(runner.task_name(module), config).read_metrics()
-
-
-def summarize_folds(records):
-    """Mean and standard deviation over folds of every numeric metric and baseline."""
-
-    def stats(dicts):
-        keys = [key for key, value in dicts[0].items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
-        return {key: {"mean": float(np.mean([d[key] for d in dicts])), "std": float(np.std([d[key] for d in dicts]))}
-                for key in keys}
-
-    return {
-        "metrics": stats([record["metrics"] for record in records]),
-        "baseline": stats([record["baseline"] for record in records]),
-        "majority": stats([record["baseline"]["majority"] for record in records]),
-        "train_seconds": float(sum(record.get("train_seconds") or 0 for record in records)),
-        "examples_per_second": float(np.mean([record.get("examples_per_second") or 0 for record in records])),
-    }
-
-
-def cross_validate(config, fresh=False):
-    """Trains every fold (each its own resumable run), writes `cv.json`; returns the summary."""
-    records = []
-    for fold in range(config.folds):
-        fold_config = dataclasses.replace(
-            config, fold=fold, run_name=f"{config.run_name}-fold{fold}" if config.run_name else ""
-        )
-        records.append(_train_fold(fold_config, fresh))
-        keras.backend.clear_session()
-    summary = {"task": "sentiment", "data": config.data, "folds": config.folds, **summarize_folds(records),
-               "per_fold": [{"metrics": r["metrics"], "baseline": r["baseline"]} for r in records],
-               "config": config_lib.to_dict(config)}
-    path = Run.for_config("sentiment", config).path / "cv.json"
-    write_atomic(path, json.dumps(summary, indent=2) + "\n")
-    if config.verbose:
-        print(f"\nsentiment on {config.data} — {config.folds}-fold cross-validation (mean ± std)")
-        for key in ("accuracy", "macro_f1", "roc_auc"):
-            if key in summary["metrics"]:
-                model, tfidf, majority = (summary[part][key] for part in ("metrics", "baseline", "majority"))
-                print(f"  {key:<10} {config.model} {model['mean']:.4f} ± {model['std']:.4f}   "
-                      f"TF-IDF+LR {tfidf['mean']:.4f} ± {tfidf['std']:.4f}   majority {majority['mean']:.4f}")
-        print(f"Wrote {path} (no export: train one fold with --fold I, or train without --folds, to export).")
-    return summary
-
-
 def train(config, fresh=False):
     """The whole job: data → model → fit → evaluate + baselines → export. Returns the model.
 
@@ -652,7 +601,7 @@ def train(config, fresh=False):
         config_lib.validate(config)
         if config.folds < 2:
             raise UserError(f"--folds must be >= 2 (or 0: off). Received: folds={config.folds}")
-        return cross_validate(config, fresh=fresh)
+        return runner.cross_validate(sys.modules[__name__], config, fresh=fresh)
     if config.fold >= 0 and not config.folds:
         raise UserError("--fold needs --folds K (the number of folds).")
     return runner.train(sys.modules[__name__], config, fresh=fresh)

@@ -267,7 +267,9 @@ def test_cross_validation_trains_every_fold_and_writes_the_summary(tmp_path):
         values = [fold["metrics"][key] for fold in summary["per_fold"]]
         assert summary["metrics"][key]["mean"] == pytest.approx(np.mean(values))
     (cv_file,) = (tmp_path / "runs" / "sentiment").rglob("cv.json")
-    assert json.loads(cv_file.read_text())["baseline"]["accuracy"]["mean"] > 0.5
+    written = json.loads(cv_file.read_text())
+    assert written == summary and written["baseline"]["accuracy"]["mean"] > 0.5
+    assert written["baseline"]["majority"]["accuracy"]["mean"] == pytest.approx(0.5, abs=0.05)
     assert not (tmp_path / "saved_models").exists()  # cross-validation measures; it does not export
 
 

@@ -10,6 +10,7 @@ import json
 import pathlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tasks.core import config as config_lib
@@ -136,6 +137,65 @@ def train_ensemble(module, config, fresh=False, export_model=True):
     return model
 
 
+def train_fold(module, config, fresh=False):
+    """One fold (`config.fold`) of a K-fold run: the job without the export (a fold estimates, it
+    does not ship); returns the fold's metrics.json record."""
+    train(module, config, fresh=fresh, export_model=False)
+    return Run.for_config(task_name(module), config).read_metrics()
+
+
+def cross_validate(module, config, fresh=False):
+    """`--folds K` with `--fold -1`: every fold trained as a run of its own (`<run>-fold<i>`,
+    resumable, not exported); writes `cv.json` into this run's folder — each fold's metrics and
+    baseline, and over the folds the mean and std of every number (nested baselines alike) — and
+    returns it."""
+    task = task_name(module)
+    records = []
+    for fold in range(config.folds):
+        fold_config = dataclasses.replace(config, fold=fold,
+                                          run_name=f"{config.run_name}-fold{fold}" if config.run_name else "")
+        say(config, f"\n=== fold {fold + 1} of {config.folds} ===")
+        records.append(train_fold(module, fold_config, fresh=fresh))
+        keras.backend.clear_session()
+    summary = {
+        "task": task, "data": config.data, "folds": config.folds,
+        "metrics": fold_statistics([record["metrics"] for record in records]),
+        "baseline": fold_statistics([record["baseline"] for record in records]),
+        "per_fold": [{"metrics": record["metrics"], "baseline": record["baseline"]} for record in records],
+        "train_seconds": float(sum(record.get("train_seconds") or 0 for record in records)),
+        "examples_per_second": float(np.median([record.get("examples_per_second") or 0 for record in records])),
+        "parameters": records[-1].get("parameters"),
+        "config": config_lib.to_dict(config),
+    }
+    run = Run.for_config(task, config)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.path / "cv.json", json.dumps(summary, indent=2) + "\n")
+    if config.verbose:
+        print(f"\n{task} on {config.data} — {config.folds}-fold cross-validation (mean ± std over folds)")
+        nested = {name: part for name, part in summary["baseline"].items() if "mean" not in part}
+        for key, value in summary["metrics"].items():
+            base = summary["baseline"].get(key)
+            beside = f"   baseline {base['mean']:.4f} ± {base['std']:.4f}" if base and "mean" in base else ""
+            beside += "".join(f"   {name} {part[key]['mean']:.4f}" for name, part in nested.items() if key in part)
+            print(f"  {key:<24} {value['mean']:.4f} ± {value['std']:.4f}{beside}")
+        print(f"Wrote {run.path / 'cv.json'}; no export for a K-fold run (train one fold with --fold i to export).")
+    return summary
+
+
+def fold_statistics(dicts):
+    """`{key: {"mean", "std"}}` over folds for every number in `dicts` (nested dicts in kind); a
+    fold without the number (a target with no test label) counts nowhere."""
+    summary = {}
+    for key, value in dicts[0].items():
+        if isinstance(value, dict):
+            summary[key] = fold_statistics([entry.get(key) or {} for entry in dicts])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = np.array([entry.get(key, np.nan) if isinstance(entry.get(key), (int, float)) else np.nan
+                               for entry in dicts], np.float64)
+            summary[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+    return summary
+
+
 def measure(module, model, data, config, run, stats=None):
     """Evaluates the model and the baseline on the test split; writes and prints metrics.json."""
     record = {
@@ -143,6 +203,7 @@ def measure(module, model, data, config, run, stats=None):
         "data": config.data,
         "metrics": module.evaluate(model, data, config, run.plots_dir),
         "baseline": module.baseline(config, data),
+        "parameters": int(model.count_params()),
     }
     previous = run.read_metrics() if run.metrics_file.is_file() else {}
     for key in ("train_seconds", "examples_per_second", "examples_per_cpu_second", "epochs"):
