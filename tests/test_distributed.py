@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tasks.core import distributed
+from tasks.core import peers
 from tasks.core.distributed import free_local_ports
 from tasks.core.errors import UserError
 from tests.conftest import REPO
@@ -85,6 +86,24 @@ def test_a_peer_that_never_answers_times_out():
     with pytest.raises(UserError, match=f"127.0.0.1:{port} did not answer within 1 s"):
         distributed.wait_for_peers([f"127.0.0.1:{port}"], timeout=1)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.subprocess
+def test_the_watchdog_kills_a_worker_whose_peer_never_answers_and_imports_no_tensorflow():
+    (port,) = free_local_ports(1)
+    blocked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        watchdog = subprocess.run([sys.executable, peers.__file__, str(blocked.pid), "1", f"127.0.0.1:{port}"],
+                                  capture_output=True, text=True, timeout=60)
+        assert blocked.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        blocked.kill()
+    assert watchdog.stderr.strip() == f"error: {peers.silence_message(f'127.0.0.1:{port}', 1.0)}"
+    # It runs beside a worker on every start: standard library only, no TensorFlow import.
+    probe = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'tasks' / 'core')!r}); "
+                            "import peers; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                            "('tensorflow', 'keras', 'numpy', 'tasks')))"], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
 
 
 @pytest.mark.subprocess

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.core import peers as peers_lib
 from tasks.core.errors import UserError
 
 # === The cluster ===
@@ -106,7 +107,7 @@ def strategy(timeout):
     # ends this process (exit code 137: it cannot be interrupted more gently).
     peers = [address for i, address in enumerate(workers) if i != index]
     watchdog = subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), *peers],
+        [sys.executable, peers_lib.__file__, str(os.getpid()), str(timeout), *peers],
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -119,43 +120,11 @@ def strategy(timeout):
     return result
 
 
-# Run by `python -c` with: the worker's pid, the timeout, the peers' addresses.
-_WATCHDOG = """
-import os, signal, socket, sys, time
-pid, timeout, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
-deadline = time.monotonic() + timeout
-for address in peers:
-    host, _, port = address.rpartition(":")
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=2.0).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                print(f"error: worker {address} did not answer within {timeout:g} s; start every "
-                      "worker of TF_CONFIG (or raise --cluster-timeout).", file=sys.stderr, flush=True)
-                os.kill(pid, signal.SIGKILL)
-                sys.exit(0)
-            time.sleep(0.5)
-"""
-
-
 def wait_for_peers(addresses, timeout):
     """Returns once every `host:port` accepts a connection; a `UserError` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    for address in addresses:
-        host, port = _host_port(address)
-        while True:
-            try:
-                socket.create_connection((host, port), timeout=2.0).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise UserError(
-                        f"worker {address} did not answer within {timeout:g} s; start every worker "
-                        "of TF_CONFIG (or raise --cluster-timeout)."
-                    ) from None
-                time.sleep(0.5)
+    silent = peers_lib.first_silent(addresses, timeout)
+    if silent is not None:
+        raise UserError(peers_lib.silence_message(silent, timeout))
 
 
 def wait_for_chief(strategy_, poll_seconds=0.2):
