@@ -30,13 +30,13 @@ def task_name(module):
     return (spec.name if spec else module.__name__).rsplit(".", 1)[-1]
 
 
-def train(module, config, fresh=False, export_model=True, member=0):
+def train(module, config, fresh=False, export_model=True, member=0, baseline=None):
     """Trains, evaluates beside the baseline, writes the run and the export; returns the model.
 
     `export_model=False` stops after `metrics.json` (one fold of a K-fold run estimates, it does
     not ship). A config with `ensemble` > 1 trains an ensemble (`train_ensemble`); `member` is
     the index of one member, whose weights start from seed + member (the data, its split and
-    order, keep the config's seed).
+    order, keep the config's seed), and `baseline` the ensemble's, measured once for all members.
 
     With `--strategy multi_worker` every worker runs this; the chief alone keeps the run folder,
     evaluates and exports (the others write to a scratch folder they remove).
@@ -94,7 +94,7 @@ def train(module, config, fresh=False, export_model=True, member=0):
         # Evaluation and export run on the chief alone, on a plain copy outside the strategy.
         model = keras.saving.load_model(run.model_file)
     plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
-    measure(module, model, data, config, run, stats)
+    measure(module, model, data, config, run, stats, baseline=baseline)
     if export_model:
         path = export(module, model, data.info, config, run)
         say(config, f"Exported {path}")
@@ -114,11 +114,13 @@ def train_ensemble(module, config, fresh=False, export_model=True):
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
     data = load_data(module, config)  # fails on bad data before any member starts
+    baseline = module.baseline(config, data)  # the members' split: measured once for all
     members, records = [], []
     for index in range(config.ensemble):
         member_config = dataclasses.replace(config, ensemble=1, run_name=f"{run.path.name}-member{index + 1}")
         say(config, f"\n=== ensemble member {index + 1} of {config.ensemble} ===")
-        members.append(train(module, member_config, fresh=fresh, export_model=False, member=index))
+        members.append(train(module, member_config, fresh=fresh, export_model=False, member=index,
+                             baseline=baseline))
         records.append(Run.for_config(task, member_config).read_metrics())
     model = training.average_models(members)
     run.start(config, fresh=fresh)
@@ -130,7 +132,7 @@ def train_ensemble(module, config, fresh=False, export_model=True):
         rates = [record.get(key) for record in records if record.get(key)]
         stats[key] = round(float(len(rates) / sum(1.0 / rate for rate in rates)), 1) if rates else None
     say(config, f"\n=== the ensemble: the mean of {config.ensemble} members' outputs ===")
-    measure(module, model, data, config, run, stats)
+    measure(module, model, data, config, run, stats, baseline=baseline)
     if export_model:
         path = export(module, model, data.info, config, run)
         say(config, f"Exported {path}")
@@ -196,13 +198,13 @@ def fold_statistics(dicts):
     return summary
 
 
-def measure(module, model, data, config, run, stats=None):
-    """Evaluates the model and the baseline on the test split; writes and prints metrics.json."""
+def measure(module, model, data, config, run, stats=None, baseline=None):
+    """Evaluates the model and the baseline (unless given) on the test split; writes and prints metrics.json."""
     record = {
         "task": task_name(module),
         "data": config.data,
         "metrics": module.evaluate(model, data, config, run.plots_dir),
-        "baseline": module.baseline(config, data),
+        "baseline": module.baseline(config, data) if baseline is None else baseline,
         "parameters": int(model.count_params()),
     }
     previous = run.read_metrics() if run.metrics_file.is_file() else {}
