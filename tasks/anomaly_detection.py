@@ -215,18 +215,9 @@ def load_data(config):
 def build_model(config, info):
     """A registry series network, compiled with mean squared error and the config's optimizer."""
     builder = training.model_builder(config.model, needs="window_length", kind="a series network")
-    accepted = applications.arguments(builder)
-    wanted = {"window_length": info["window_length"], "dropout_rate": config.dropout_rate}
-    for key in ("horizon", "filters", "units"):
-        value = getattr(config, key)
-        if key in accepted and (value or key == "horizon"):
-            wanted[key] = value
-        elif value and key != "horizon":
-            raise UserError(f"--{key} does not apply to --model {config.model}.")
-    try:
-        model = builder(**wanted)
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    wanted = training.flag_arguments(config, builder, ("filters", "units"), passed={"horizon": config.horizon})
+    model = training.build_network(builder, config, window_length=info["window_length"],
+                                   dropout_rate=config.dropout_rate, **wanted)
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss="mse",
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")])

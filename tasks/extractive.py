@@ -30,7 +30,6 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-import applications
 from tasks import seq2seq
 from tasks.core import data as data_lib
 from tasks.core import export
@@ -276,16 +275,11 @@ def load_data(config, splits):
 
 def build_model(config, info):
     """`extractive_summarizer`, compiled with the per-sentence loss and the config's optimizer."""
-    for key in ("num_layers", "num_heads", "intermediate_dim"):
-        if getattr(config, key):
-            defaults = {field.name: field.default for field in dataclasses.fields(type(config))}
-            if getattr(config, key) != defaults[key]:
-                raise UserError(f"--{key.replace('_', '-')} does not apply to --model {config.model}.")
-    sizes = {"embed_dim": config.embed_dim, "units": config.units}
-    model = applications.get(config.model)(
-        info["hash_buckets"], info["max_sentences"], info["max_sentence_tokens"],
-        dropout_rate=config.dropout_rate, **{key: value for key, value in sizes.items() if value},
-    )
+    builder = training.model_builder(config.model)
+    wanted = training.flag_arguments(config, builder,
+                                     ("num_layers", "num_heads", "intermediate_dim", "embed_dim", "units"))
+    model = training.build_network(builder, config, info["hash_buckets"], info["max_sentences"],
+                                   info["max_sentence_tokens"], dropout_rate=config.dropout_rate, **wanted)
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=sentence_loss,
                   weighted_metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)])

@@ -278,11 +278,8 @@ def build_model(config, info):
     builder = training.model_builder(config.model)
     if config.model not in GRAPH_MODELS:
         raise UserError(f"--model {config.model} is not a graph network; use one of {', '.join(GRAPH_MODELS)}.")
-    try:
-        model = builder(info["num_node_features"], info["num_edge_features"], info["num_outputs"],
-                        **builder_arguments(config, builder, info))
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    model = training.build_network(builder, config, info["num_node_features"], info["num_edge_features"],
+                                   info["num_outputs"], **builder_arguments(config, builder, info))
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     # Outputs are in target units; errors divided by the training std weigh every target the same.
     scale = info["target_std"] if info["kind"] == "regression" else None

@@ -422,10 +422,8 @@ def build_model(config, info):
     shape = (info["crop_size"], info["crop_size"], info["channels"])
     inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
     x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
-    try:
-        network = builder(input_shape=shape, num_classes=info["num_classes"], **builder_arguments(config, builder))
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    network = training.build_network(builder, config, input_shape=shape, num_classes=info["num_classes"],
+                                     **builder_arguments(config, builder))
     if len(network.output_shape) != 4:
         raise UserError(
             f"--model {config.model} is an image classifier, not a segmentation network; "

@@ -41,7 +41,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import applications
 from applications import bert as bert_family
 from tasks.core import cli
 from tasks.core import config as config_lib
@@ -318,19 +317,11 @@ def check_model(config):
 def build_model(config, info):
     """A registry sentence classifier on token ids, compiled with cross-entropy and the config's optimizer."""
     builder = check_model(config)
-    accepted = applications.arguments(builder)
-    sizes = {"embed_dim": config.embed_dim, "units": config.units, "num_layers": config.num_layers,
-             "num_heads": config.num_heads}
-    wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default
-    for key in wanted:
-        if key not in accepted:
-            raise UserError(f"--{key.replace('_', '-')} does not apply to --model {config.model}.")
+    wanted = training.flag_arguments(config, builder, ("embed_dim", "units", "num_layers", "num_heads"))
     if config.dropout_rate != BUILDER_DEFAULT:
         wanted["dropout_rate"] = config.dropout_rate
-    try:
-        model = builder(info["vocabulary_size"], info["sequence_length"], info["num_classes"], **wanted)
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    model = training.build_network(builder, config, info["vocabulary_size"], info["sequence_length"],
+                                   info["num_classes"], **wanted)
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(
         optimizer=training.optimizer(config, steps_per_epoch),

@@ -36,7 +36,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import applications
 from tasks.core import data as data_lib
 from tasks.core import export
 from tasks.core import training
@@ -328,22 +327,12 @@ def report_filters(filtered):
 def build_model(config, info):
     """A registry encoder–decoder, compiled with masked token cross-entropy and the config's optimizer."""
     builder = training.model_builder(config.model, needs="target_vocabulary_size", kind="an encoder-decoder")
-    accepted = applications.arguments(builder)
-    sizes = {"num_layers": config.num_layers, "embed_dim": config.embed_dim, "num_heads": config.num_heads,
-             "intermediate_dim": config.intermediate_dim, "units": config.units}
-    wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default
-    defaults = {field.name: field.default for field in dataclasses.fields(type(config))}
-    for key in [key for key in wanted if key not in accepted and wanted[key] != defaults[key]]:  # the user's
-        raise UserError(f"--{key.replace('_', '-')} does not apply to --model {config.model}.")
-    wanted.update(dropout_rate=config.dropout_rate, max_source_length=info["max_source_length"],
-                  max_target_length=info["max_target_length"])
-    try:
-        model = builder(
-            info["source_vocabulary_size"], info["target_vocabulary_size"],
-            **{key: value for key, value in wanted.items() if key in accepted},
-        )
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    wanted = training.flag_arguments(
+        config, builder, ("num_layers", "embed_dim", "num_heads", "intermediate_dim", "units"),
+        passed={"dropout_rate": config.dropout_rate, "max_source_length": info["max_source_length"],
+                "max_target_length": info["max_target_length"]})
+    model = training.build_network(builder, config, info["source_vocabulary_size"], info["target_vocabulary_size"],
+                                   **wanted)
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(
         optimizer=training.optimizer(config, steps_per_epoch),

@@ -35,7 +35,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import applications
 from applications import gpt as gpt_family
 from applications import lstm_lm as lstm_family
 from tasks.core import cli
@@ -291,22 +290,10 @@ def load_data(config, saved=None):
 def build_model(config, info):
     """A registry language model, compiled with next-token cross-entropy and the config's optimizer."""
     builder = training.model_builder(config.model, needs="vocabulary_size", kind="a language model")
-    sizes = {"num_layers": config.num_layers, "embed_dim": config.embed_dim,
-             "num_heads": config.num_heads, "units": config.units}
-    wanted = {key: value for key, value in sizes.items() if value}  # 0: the builder's default
-    wanted.update(dropout_rate=config.dropout_rate, positions=config.positions)
-    accepted = applications.arguments(builder)
-    for key in ("num_heads", "units"):
-        if key in wanted and key not in accepted:
-            raise UserError(f"--{key.replace('_', '-')} does not apply to --model {config.model}.")
-    try:
-        model = builder(
-            vocabulary_size=info["vocabulary_size"],
-            sequence_length=info["sequence_length"],
-            **{key: value for key, value in wanted.items() if key in accepted},
-        )
-    except ValueError as error:
-        raise UserError(f"--model {config.model}: {error}")
+    wanted = training.flag_arguments(config, builder, ("num_layers", "embed_dim", "num_heads", "units"),
+                                     passed={"dropout_rate": config.dropout_rate, "positions": config.positions})
+    model = training.build_network(builder, config, vocabulary_size=info["vocabulary_size"],
+                                   sequence_length=info["sequence_length"], **wanted)
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(
         optimizer=training.optimizer(config, steps_per_epoch),

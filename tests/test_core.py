@@ -211,3 +211,28 @@ def test_export_failing_its_check_leaves_nothing(tmp_path, monkeypatch):
 def test_latest_without_exports_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no exported model"):
         export.latest(tmp_path)
+
+
+@dataclasses.dataclass
+class SizedConfig(TrainConfig):
+    model: str = option("fake", "A builder.")
+    units: int = option(0, "0: the builder's default.", minimum=0)
+    depth: int = option(3, "Layers.", minimum=0)
+
+
+def fake_builder(width, units=8, dropout_rate=0.1):
+    if units > 100:
+        raise ValueError(f"units must be at most 100, received {units}")
+    return {"width": width, "units": units, "dropout_rate": dropout_rate}
+
+
+def test_flag_arguments_pass_what_the_builder_takes_and_refuse_a_set_flag_it_does_not():
+    assert training.flag_arguments(SizedConfig(), fake_builder, ("units", "depth")) == {}  # 0 and defaults
+    wanted = training.flag_arguments(SizedConfig(units=16), fake_builder, ("units", "depth"),
+                                     passed={"dropout_rate": 0.3, "positions": "learned"})
+    assert wanted == {"units": 16, "dropout_rate": 0.3}  # `positions`: not taken, dropped
+    with pytest.raises(UserError, match=r"^--depth does not apply to --model fake\.$"):
+        training.flag_arguments(SizedConfig(depth=5), fake_builder, ("units", "depth"))
+    assert training.build_network(fake_builder, SizedConfig(), 4, **wanted)["units"] == 16
+    with pytest.raises(UserError, match=r"^--model fake: units must be at most 100, received 101$"):
+        training.build_network(fake_builder, SizedConfig(), 4, units=101)

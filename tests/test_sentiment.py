@@ -15,6 +15,7 @@ from tasks import sentiment as st
 from tasks.core import cli
 from tasks.core import export
 from tasks.core.errors import UserError
+from tasks.core.runs import Run
 from tasks.data import text as text_readers
 from tests import helpers
 from tests.conftest import REPO
@@ -252,7 +253,7 @@ def test_masked_lm_pretraining_moves_the_classifiers_encoder(tmp_path):
     model = st.build_model(config, data.info)
     encoder = model.get_layer("bert_encoder")
     before = [np.array(weight) for weight in encoder.weights]
-    (callback,) = st.callbacks(config, data, st.Run.for_config("sentiment", config).start(config))
+    (callback,) = st.callbacks(config, data, Run.for_config("sentiment", config).start(config))
     callback.set_model(model)
     callback.on_train_begin()
     assert callback.history["loss"][0] > 0 and (tmp_path / "runs").rglob("pretraining.csv")

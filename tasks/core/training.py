@@ -6,6 +6,7 @@
     history = training.fit(model, data, config, run)
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -139,6 +140,39 @@ def model_builder(name, needs=None, kind=None):
     if needs is not None and needs not in applications.arguments(builder):
         raise UserError(f"--model {name} is not {kind} (it takes no {needs}).")
     return builder
+
+
+def flag_arguments(config, builder, names, passed=None):
+    """Keyword arguments of `builder` from the config fields `names` (size flags: 0 means the
+    builder's own default and is not passed), plus those of `passed` (name → value) it takes.
+
+    A field of `names` set away from its default that the builder does not take is a one-line
+    `UserError` (`--units does not apply to --model bert_tiny.`); left at its default, it is dropped.
+    """
+    import applications
+
+    accepted = applications.arguments(builder)
+    defaults = {field.name: field.default for field in dataclasses.fields(type(config))}
+    wanted = {}
+    for name in names:
+        value = getattr(config, name)
+        if not value:
+            continue
+        if name in accepted:
+            wanted[name] = value
+        elif value != defaults[name]:
+            raise UserError(f"--{name.replace('_', '-')} does not apply to --model {config.model}.")
+    wanted.update({name: value for name, value in (passed or {}).items() if name in accepted})
+    return wanted
+
+
+def build_network(builder, config, *args, **kwargs):
+    """`builder(*args, **kwargs)`; the builder's `ValueError` (a size or combination it refuses) is a
+    one-line `UserError` naming `--model`."""
+    try:
+        return builder(*args, **kwargs)
+    except ValueError as error:
+        raise UserError(f"--model {config.model}: {error}") from None
 
 
 def optimizer(config, steps_per_epoch):
