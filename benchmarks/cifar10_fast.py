@@ -74,36 +74,9 @@ LEVERS = (
 QUICK = {"images": 128, "matmul_size": 512}
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def default_data():
-    return classification_benchmark.default_data()
-
-
-# === 1. Matmul peak ===
-
-
-def matmul_peak(size, dtype=tf.float32, repeats=5):
-    """Best-of-`repeats` GFLOP/s (wall) and GFLOP per CPU-second of an n x n matmul."""
-    a = tf.cast(tf.random.stateless_uniform((size, size), seed=(1, 2)), dtype)
-    b = tf.cast(tf.random.stateless_uniform((size, size), seed=(3, 4)), dtype)
-    for _ in range(2):
-        tf.linalg.matmul(a, b).numpy()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        tf.linalg.matmul(a, b).numpy()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    work = 2 * size**3 / 1e9
-    return {
-        "size": size,
-        "dtype": dtype.name,
-        "gflops": round(work / min(walls), 1),
-        "gflop_per_cpu_second": round(work / min(cpus), 1),
-    }
+log = classification_benchmark.log
+default_data = classification_benchmark.default_data
+matmul_peak = classification_benchmark.matmul_peak  # fp32 or bf16, wall and per CPU-second
 
 
 # === 2. Levers ===
