@@ -179,6 +179,9 @@ def cross_validate(module, config, fresh=False):
             base = summary["baseline"].get(key)
             beside = f"   baseline {base['mean']:.4f} ± {base['std']:.4f}" if base and "mean" in base else ""
             beside += "".join(f"   {name} {part[key]['mean']:.4f}" for name, part in nested.items() if key in part)
+            if all(isinstance(fold["metrics"].get(key), int) for fold in summary["per_fold"]):  # counts
+                print(f"  {key:<24} {value['mean']:g} ± {value['std']:g}")
+                continue
             print(f"  {key:<24} {value['mean']:.4f} ± {value['std']:.4f}{beside}")
         print(f"Wrote {run.path / 'cv.json'}; no export for a K-fold run (train one fold with --fold i to export).")
     return summary
