@@ -1,6 +1,7 @@
 """The spine: config parsing, sources, splits, finalize, schedules, runs, export."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -236,3 +237,20 @@ def test_flag_arguments_pass_what_the_builder_takes_and_refuse_a_set_flag_it_doe
     assert training.build_network(fake_builder, SizedConfig(), 4, **wanted)["units"] == 16
     with pytest.raises(UserError, match=r"^--model fake: units must be at most 100, received 101$"):
         training.build_network(fake_builder, SizedConfig(), 4, units=101)
+
+
+def test_average_models_averages_single_input_members_without_a_structure_warning(tmp_path):
+    members = []
+    for seed in (1, 2):
+        inputs = keras.Input((3,), name="x")
+        dense = keras.layers.Dense(2, kernel_initializer=keras.initializers.GlorotUniform(seed))
+        members.append(keras.Model(inputs, dense(inputs)))
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    expected = (members[0].predict(x, verbose=0) + members[1].predict(x, verbose=0)) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when a list of one is passed for one input
+        ensemble = training.average_models(members)
+        np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5)
+    ensemble.save(tmp_path / "ensemble.keras")
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5)

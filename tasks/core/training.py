@@ -428,6 +428,8 @@ def average_models(members, name="ensemble"):
     for index, member in enumerate(members, 1):
         member.name = f"member{index}"
     inputs = [keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name) for tensor in members[0].inputs]
+    if len(inputs) == 1:
+        inputs = inputs[0]  # a single-input member is called on a tensor, not a list of one
     outputs = keras.layers.Average(name="average")([member(inputs) for member in members])
     return keras.Model(inputs, outputs, name=name)
 
