@@ -1,4 +1,5 @@
-"""Sentence classifiers on token ids: TextCNN (Kim, 2014) and bidirectional RNNs with attention pooling.
+"""Sentence classifiers on token ids: TextCNN (Kim, 2014), bidirectional RNNs with attention pooling,
+and a Naive-Bayes-weighted bag of n-grams (NBSVM-style, Wang & Manning, 2012).
 
 Token ids (B, T) int32, 0 = padding → logits (B, num_classes) float32 (softmax with
 `classifier_activation="softmax"`).
@@ -10,13 +11,21 @@ Token ids (B, T) int32, 0 = padding → logits (B, num_classes) float32 (softmax
 - BiLSTM / BiGRU: an embedding with padding mask, bidirectional recurrent layers, and additive
   attention pooling over the time steps (Yang et al., 2016: u = tanh(W h + b), a = softmax(v·u),
   sum of a·h), so padded steps get no weight.
+- NB bag of n-grams: the ids are an unordered bag (word and character n-gram ids, say); each
+  distinct id counts once (binary features). A linear softmax layer whose weight for id j and
+  class c is scaled by a fixed Naive-Bayes log-count ratio r[j, c] = log(p_c[j] / |p_c|) −
+  log(q_c[j] / |q_c|), with p_c / q_c the smoothed counts of sentences holding j in class c / in
+  the other classes. The ratios come from the training split (`NaiveBayesBag.adapt`), the
+  weights from gradient descent: the logistic-regression form of NBSVM.
 
 References:
 - [Convolutional Neural Networks for Sentence Classification](https://arxiv.org/abs/1408.5882)
 - [Hierarchical Attention Networks for Document Classification](https://aclanthology.org/N16-1174/)
+- [Baselines and Bigrams: Simple, Good Sentiment and Topic Classification](https://aclanthology.org/P12-2018/)
 """
 
 import keras
+import numpy as np
 from keras import layers
 from keras import ops
 
@@ -69,6 +78,86 @@ class AttentionPooling(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"units": self.units, "return_attention": self.return_attention})
+        return config
+
+
+def distinct_ids(ids):
+    """Each row's ids sorted (B, T), a repeat replaced by 0 (padding): a binary bag of ids. NumPy or tensor."""
+    if isinstance(ids, np.ndarray):
+        ordered = np.sort(ids, axis=-1)
+        repeat = np.concatenate([np.zeros_like(ordered[:, :1], bool), ordered[:, 1:] == ordered[:, :-1]], axis=-1)
+        return np.where(repeat, 0, ordered)
+    ordered = ops.sort(ids, axis=-1)
+    repeat = ops.concatenate([ops.zeros_like(ordered[:, :1], "bool"), ops.equal(ordered[:, 1:], ordered[:, :-1])],
+                             axis=-1)
+    return ops.where(repeat, 0, ordered)
+
+
+@keras.saving.register_keras_serializable(package="applications")
+class NaiveBayesBag(layers.Layer):
+    """Binary bag of ids (B, T) int, 0 = padding, any order → logits (B, num_classes), NB-scaled weights.
+
+    logits[b, c] = bias[c] + sum over the distinct ids j of row b of kernel[j, c] * ratios[j, c].
+    `ratios` is not trained: `adapt` sets it from labelled bags (ones until then, which makes the
+    layer plain logistic regression on binary features).
+
+    Args:
+        vocabulary_size: int. The number of ids (0 is padding and never counts).
+        num_classes: int. The number of classes.
+        l2: float. L2 penalty on `kernel` (summed squares times l2). Defaults to 0.0.
+        dropout_rate: float. In training, each (sentence, id) feature is dropped with this rate.
+            Defaults to 0.0.
+        smoothing: float. The count added to every id and class in `adapt` (Laplace). Defaults to 1.0.
+        **kwargs: Standard layer arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(self, vocabulary_size, num_classes, l2=0.0, dropout_rate=0.0, smoothing=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.num_classes = num_classes
+        self.l2 = l2
+        self.dropout_rate = dropout_rate
+        self.smoothing = smoothing
+        self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        # === Weights ===
+        shape = (self.vocabulary_size, self.num_classes)
+        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+        self.kernel = self.add_weight(shape=shape, initializer="zeros", regularizer=regularizer, name="kernel")
+        self.ratios = self.add_weight(shape=shape, initializer="ones", trainable=False, name="ratios")
+        self.bias = self.add_weight(shape=(self.num_classes,), initializer="zeros", name="bias")
+        self.built = True
+
+    def adapt(self, ids, labels):
+        """Sets `ratios` (one class against the rest) from bags (N, T) int and their class ids (N,), NumPy."""
+        ids, labels = distinct_ids(np.asarray(ids)), np.asarray(labels)
+        if not self.built:
+            self.build(ids.shape)
+        counts = np.zeros((self.vocabulary_size, self.num_classes))
+        for index in range(self.num_classes):
+            held = ids[labels == index]
+            counts[:, index] = np.bincount(held[held > 0], minlength=self.vocabulary_size)[: self.vocabulary_size]
+        inside = self.smoothing + counts
+        outside = self.smoothing + counts.sum(axis=1, keepdims=True) - counts
+        ratios = np.log(inside / inside.sum(axis=0)) - np.log(outside / outside.sum(axis=0))
+        ratios[0] = 0.0
+        self.ratios.assign(ratios.astype(self.ratios.dtype))
+
+    def call(self, ids, training=None):
+        ids = distinct_ids(ops.cast(ids, "int32"))  # (B, T)
+        present = ops.expand_dims(ops.cast(ops.greater(ids, 0), self.compute_dtype), -1)  # (B, T, 1)
+        present = self.dropout(present, training=training)
+        weights = ops.take(self.kernel, ids, axis=0) * ops.take(self.ratios, ids, axis=0)  # (B, T, C)
+        return ops.sum(ops.cast(weights, self.compute_dtype) * present, axis=1) + ops.cast(self.bias, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocabulary_size": self.vocabulary_size, "num_classes": self.num_classes, "l2": self.l2,
+                       "dropout_rate": self.dropout_rate, "smoothing": self.smoothing})
         return config
 
 
@@ -239,3 +328,29 @@ def bigru_attention(vocabulary_size, sequence_length, num_classes=2, embed_dim=1
     return RecurrentAttentionClassifier(vocabulary_size, sequence_length, num_classes, "gru", embed_dim, units,
                                         num_layers, dropout_rate=dropout_rate,
                                         classifier_activation=classifier_activation, name=name)
+
+
+@register
+def nb_ngrams(vocabulary_size, sequence_length=None, num_classes=2, l2=0.0, dropout_rate=0.0,
+              classifier_activation=None, name="nb_ngrams"):
+    """NB-weighted logistic regression on a binary bag of n-gram ids (NBSVM's LR form).
+
+    The ids are read as an unordered bag; the input length is free (each batch its own). Call
+    the `NaiveBayesBag` layer's `adapt` with the training bags and labels before training.
+
+    Args:
+        vocabulary_size: int. The number of n-gram ids (0 is padding).
+        sequence_length: int or None. Bag length if fixed; None (or any value) lets it vary. Defaults to None.
+        num_classes: int. The number of classes. Defaults to 2.
+        l2: float. L2 penalty on the weights. Defaults to 0.0 (few epochs from zero weights regularize).
+        dropout_rate: float. Feature dropout in training. Defaults to 0.0.
+        classifier_activation: str or None. None gives logits. Defaults to None.
+        name: str. The model name. Defaults to "nb_ngrams".
+    """
+    _check(vocabulary_size, sequence_length or 1, num_classes)
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    outputs = NaiveBayesBag(vocabulary_size, num_classes, l2=l2, dropout_rate=dropout_rate, dtype="float32",
+                            name=f"{name}_bag")(ids)
+    if classifier_activation:
+        outputs = layers.Activation(classifier_activation, dtype="float32", name=f"{name}_predictions")(outputs)
+    return keras.Model(ids, outputs, name=name)

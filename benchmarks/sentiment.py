@@ -1,7 +1,7 @@
 """Benchmark of the sentiment task on MR polarity: K-fold CV accuracy per model beside TF-IDF + LR, sentences/s.
 
 Usage:
-    python benchmarks/sentiment.py                                  # TextCNN 10 folds, the others on fold 0
+    python benchmarks/sentiment.py                                  # NB n-grams and TextCNN 10 folds, the others fold 0
     python benchmarks/sentiment.py --folds 3 --models text_cnn,bert_tiny,bert_tiny_mlm   # what fit 15 min here
     python benchmarks/sentiment.py --folds 10 --other-folds 10      # the full run: every model on all 10 folds
     python benchmarks/sentiment.py --models text_cnn --folds 2      # a quick check of the script
@@ -42,10 +42,13 @@ from tasks import sentiment  # noqa: E402
 from tasks.core import runner  # noqa: E402
 
 GOAL = 0.80  # MR 10-fold accuracy without pretrained word vectors (the issue's goal)
+ALL_FOLDS = ("nb_ngrams", "text_cnn")  # ~15 s a fold on a quiet machine: always run on all --folds
 KIM_CNN_RAND = 0.761
 COMMON = dict(encoding="latin-1", sequence_length=56, verbose=0, export_format="saved_model")
 RECIPES = {
     "text_cnn": ("TextCNN (Kim, widths 3/4/5 × 100, embed 128)", dict(model="text_cnn", embed_dim=128, epochs=3)),
+    "nb_ngrams": ("NB-weighted bag of word 1-3- and char 3-6-grams (NBSVM's LR form)",
+                  dict(model="nb_ngrams", tokenizer="ngrams", vocabulary_size=1_000_000, epochs=3)),
     "bigru_attention": ("BiGRU 64 + attention", dict(model="bigru_attention", epochs=3)),
     "bilstm_attention": ("BiLSTM 64 + attention", dict(model="bilstm_attention", epochs=3)),
     "bert_tiny": ("BERT-Tiny (2 × 128), WordPiece 8k", dict(model="bert_tiny", tokenizer="wordpiece",
@@ -89,9 +92,9 @@ def mean_std(values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=default_data())
-    parser.add_argument("--folds", type=int, default=10, help="Folds of the first model (TextCNN).")
+    parser.add_argument("--folds", type=int, default=10, help="Folds of the first model, nb_ngrams and text_cnn.")
     parser.add_argument("--other-folds", type=int, default=1, help="Folds (0..N-1) run for the other models.")
-    parser.add_argument("--models", default="text_cnn,bigru_attention,bilstm_attention,bert_tiny,bert_tiny_mlm")
+    parser.add_argument("--models", default="nb_ngrams,text_cnn,bigru_attention,bilstm_attention,bert_tiny,bert_tiny_mlm")
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     args = parser.parse_args(argv)
     keys = [key.strip() for key in args.models.split(",") if key.strip()]
@@ -100,7 +103,7 @@ def main(argv=None):
     results, failed = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for index, key in enumerate(keys):
-            count = args.folds if index == 0 else min(args.other_folds, args.folds)
+            count = args.folds if index == 0 or key in ALL_FOLDS else min(args.other_folds, args.folds)
             try:
                 results[key] = run_model(key, args.data, range(count), max(10, args.folds),
                                          pathlib.Path(scratch), args.pretrain_epochs)
@@ -129,13 +132,14 @@ def main(argv=None):
               f"| {wall / 60:.1f} min |")
     for key, reason in failed.items():
         print(f"| {RECIPES[key][0]} | failed: {reason} | | | | | | | |")
-    first = keys[0]
-    if first not in results:
+    complete = {key: np.mean([r["metrics"]["accuracy"] for r in records]) for key, records in results.items()
+                if len(records) == args.folds}
+    if not complete:
         return
-    best = np.mean([r["metrics"]["accuracy"] for r in results[first]])
-    verdict = "reached" if best >= GOAL else "not reached"
-    print(f"\nGoal: ≥ {GOAL:.0%} 10-fold accuracy without pretrained vectors — **{verdict}** "
-          f"({RECIPES[first][0]}: {best:.4f} over {len(results[first])} folds; Kim 2014 CNN-rand {KIM_CNN_RAND:.1%}).")
+    first = max(complete, key=complete.get)  # the best model run on every fold
+    verdict = "reached" if complete[first] >= GOAL else "not reached"
+    print(f"\nGoal: ≥ {GOAL:.0%} {args.folds}-fold accuracy without pretrained vectors — **{verdict}** "
+          f"({RECIPES[first][0]}: {complete[first]:.4f} over {args.folds} folds; Kim 2014 CNN-rand {KIM_CNN_RAND:.1%}).")
     if "bert_tiny" in results and "bert_tiny_mlm" in results:
         plain = [r["metrics"]["accuracy"] for r in results["bert_tiny"]]
         pretrained = [r["metrics"]["accuracy"] for r in results["bert_tiny_mlm"]]

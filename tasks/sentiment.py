@@ -1,10 +1,13 @@
-"""Sentiment classification: TextCNN, BiLSTM/BiGRU with attention and a small BERT, against TF-IDF + logistic regression.
+"""Sentiment classification: TextCNN, BiLSTM/BiGRU with attention, a small BERT and an NB-weighted bag of
+n-grams, against TF-IDF + logistic regression.
 
 Usage:
     python -m tasks.sentiment train                                         # demo: generated review sentences
     python -m tasks.sentiment train --data ../shared/data/mr_polarity --encoding latin-1 --folds 10
     python -m tasks.sentiment train --data ../shared/data/mr_polarity --encoding latin-1 --folds 10 --fold 0
     python -m tasks.sentiment train --data reviews.csv --model bigru_attention --tokenizer wordpiece
+    python -m tasks.sentiment train --data ../shared/data/mr_polarity --encoding latin-1 --folds 10 \
+        --model nb_ngrams --tokenizer ngrams --vocabulary-size 1000000 --epochs 2
     python -m tasks.sentiment train --data aclImdb --model bert_tiny --pretrain-epochs 3 --sequence-length 256
     python -m tasks.sentiment train --data tfds:glue/sst2
     python -m tasks.sentiment evaluate                                      # the same flags find the run
@@ -18,15 +21,18 @@ else `--test-fraction` held out per class; `--folds K` is stratified K-fold cros
 (`--fold I` trains one fold and exports it; without `--fold`, every fold is trained and the mean
 ± std is written to `cv.json`). Validation: `--validation-fraction` of the training split.
 
-Tokens: `--tokenizer word` (keras TextVectorization, pure TF ops) or `wordpiece` (keras-hub
+Tokens: `--tokenizer word` (keras TextVectorization, pure TF ops), `wordpiece` (keras-hub
 WordPiece learned on the training split; a SavedModel holding it needs `import tensorflow_text`
-before loading). Text is lower-cased, `<br />` removed and punctuation split off first. The
-vocabulary is learned on the training split only. Sentences longer than `--sequence-length`
-tokens are truncated to their first `--sequence-length` tokens (counted in info.json, stated).
+before loading) or `ngrams` (the bag `nb_ngrams` reads: word 1-3-grams and character 3-6-grams,
+pure TF ops, the most frequent `--vocabulary-size` of them). Text is lower-cased, `<br />` removed
+and punctuation split off first. The vocabulary is learned on the training split only. Sentences
+longer than `--sequence-length` words (or subwords) are truncated to their first
+`--sequence-length` (counted in info.json, stated); n-grams are formed from what is kept.
 
 Model: a sentence classifier of the applications registry (`text_cnn`, `bilstm_attention`,
-`bigru_attention`, `bert_tiny`, `bert_mini`); `--pretrain-epochs N` first trains a BERT encoder
-as a masked language model on the training split's own text (self-supervised). Loss:
+`bigru_attention`, `bert_tiny`, `bert_mini`, `nb_ngrams`); `--pretrain-epochs N` first trains a
+BERT encoder as a masked language model on the training split's own text (self-supervised);
+`nb_ngrams` sets its Naive-Bayes log-count ratios from the training split before the first step. Loss:
 cross-entropy. Metrics: accuracy, macro-F1, ROC-AUC (binary). Baselines: the majority class and
 TF-IDF (word 1-2 grams) + logistic regression, fit on the same training sentences.
 """
@@ -42,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from applications import bert as bert_family
+from applications import text_classifiers
 from tasks.core import cli
 from tasks.core import config as config_lib
 from tasks.core import data as data_lib
@@ -56,7 +63,11 @@ from tasks.core.runs import learned_part
 from tasks.data import text as text_readers
 
 CLASSIFIER_MODULES = ("applications.text_classifiers", "applications.bert")
-RESERVED_TOKENS = ["[PAD]", "[UNK]", "[MASK]"]  # ids 0, 1, 2 for both tokenizers
+RESERVED_TOKENS = ["[PAD]", "[UNK]", "[MASK]"]  # ids 0, 1, 2 for every tokenizer
+WORD_NGRAMS = (1, 2, 3)  # the `ngrams` tokenizer's widths, in words
+CHAR_NGRAMS = (3, 4, 5, 6)  # and in characters (spaces included)
+CHAR_MARK = "\x1f"  # prefixes character n-grams: the word "abc" and the characters "abc" stay two features
+BAG_MODELS = ("nb_ngrams",)  # models that read the `ngrams` bag (unordered), and only they
 MASK_ID = 2
 BUILDER_DEFAULT = -1.0
 
@@ -65,9 +76,13 @@ BUILDER_DEFAULT = -1.0
 class Config(TrainConfig):
     epochs: int = option(5, "Passes over the training split.", minimum=1)
     model: str = option(
-        "text_cnn", "A sentence classifier of the registry: text_cnn, bilstm_attention, bigru_attention, bert_tiny, bert_mini."
+        "text_cnn", "A sentence classifier of the registry: text_cnn, bilstm_attention, bigru_attention, bert_tiny, "
+        "bert_mini, nb_ngrams (with --tokenizer ngrams)."
     )
-    tokenizer: str = option("word", "Tokens: words (TextVectorization) or WordPiece subwords.", choices=["word", "wordpiece"])
+    tokenizer: str = option(
+        "word", "Tokens: words (TextVectorization), WordPiece subwords, or a bag of word 1-3- and character 3-6-grams.",
+        choices=["word", "wordpiece", "ngrams"],
+    )
     vocabulary_size: int = option(20000, "Largest vocabulary, learned on the training split.", minimum=8)
     sequence_length: int = option(64, "Tokens per sentence; longer sentences are truncated to it.", minimum=1)
     embed_dim: int = option(0, "Embedding / hidden width (0: the model's default).", minimum=0)
@@ -175,10 +190,42 @@ def standardize_numpy(texts):
     return out
 
 
+def ngrams(sentences, sequence_length):
+    """tf.string (N,) → (ragged n-gram strings (N, None), word counts (N,) before truncation).
+
+    The standardized words, cut to the first `sequence_length`, give word n-grams (joined by a
+    space) and, joined by single spaces, character n-grams (prefixed by `CHAR_MARK`).
+    """
+    words = tf.strings.split(standardize(sentences))
+    counts = tf.cast(words.row_lengths(), tf.int32)
+    words = words[:, :sequence_length]
+    word_grams = tf.strings.ngrams(words, ngram_width=WORD_NGRAMS, separator=" ")
+    characters = tf.strings.unicode_split(tf.strings.reduce_join(words, axis=-1, separator=" "), "UTF-8")
+    char_grams = tf.strings.ngrams(characters, ngram_width=CHAR_NGRAMS, separator="")
+    char_grams = tf.ragged.map_flat_values(lambda grams: tf.strings.join([CHAR_MARK, grams]), char_grams)
+    return tf.concat([word_grams, char_grams], axis=1), counts
+
+
+def frequent_ngrams(texts, sequence_length, limit):
+    """The `limit` n-grams in most training sentences (ties by the n-gram), most frequent first."""
+    import collections
+
+    frequency = collections.Counter()
+    for start in range(0, len(texts), 4096):
+        grams, _ = ngrams(tf.constant(texts[start:start + 4096], tf.string), sequence_length)
+        for row in grams.to_list():
+            frequency.update(set(row))
+    ranked = sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [gram.decode("utf-8") for gram, _ in ranked]
+
+
 def learn_vocabulary(config, train_texts):
     """The tokenizer's part of `info`: the kind and its vocabulary (reserved tokens first)."""
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(train_texts)).batch(512).map(standardize)
-    if config.tokenizer == "word":
+    if config.tokenizer == "ngrams":
+        limit = config.vocabulary_size - len(RESERVED_TOKENS)
+        vocabulary = RESERVED_TOKENS + frequent_ngrams(train_texts, config.sequence_length, limit)
+    elif config.tokenizer == "word":
         layer = keras.layers.TextVectorization(
             max_tokens=config.vocabulary_size - 1, standardize=None, split="whitespace"
         )
@@ -198,13 +245,21 @@ def learn_vocabulary(config, train_texts):
 class Tokenizer:
     """tf.string sentences (N,) → token ids (N, T) int32 (truncated / zero-padded) and token counts (N,).
 
+    For `ngrams`, the ids are the sentence's n-grams (an unordered bag; unknown ones are [UNK]),
+    T is the longest bag of the batch, and the counts are words.
+
     Args:
         info: dict. `tokenizer`, `vocabulary` and `sequence_length`, as `learn_vocabulary` makes them.
     """
 
     def __init__(self, info):
         self.sequence_length = info["sequence_length"]
-        if info["tokenizer"] == "word":
+        self.kind = info["tokenizer"]
+        if self.kind == "ngrams":
+            self.layer = keras.layers.StringLookup(
+                vocabulary=info["vocabulary"][2:], mask_token="", oov_token="[UNK]"  # "" → 0, [UNK] → 1
+            )
+        elif self.kind == "word":
             # "" and [UNK] are ids 0 and 1 of TextVectorization; [MASK] follows as id 2.
             self.layer = keras.layers.TextVectorization(
                 standardize=None, split="whitespace", ragged=True, vocabulary=info["vocabulary"][2:]
@@ -228,18 +283,24 @@ class Tokenizer:
         return self._tokenize(sentences)
 
     def _tokenize(self, sentences):
+        if self.kind == "ngrams":
+            grams, counts = ngrams(sentences, self.sequence_length)
+            return tf.cast(self.layer(grams), tf.int32).to_tensor(default_value=0), counts  # (N, longest bag)
         pieces = tf.cast(self.layer(standardize(sentences)), tf.int32)  # ragged (N, None)
         counts = tf.cast(pieces.row_lengths(), tf.int32)
         ids = pieces.to_tensor(default_value=0, shape=[None, self.sequence_length])  # truncates and pads
         return ids, counts
 
     def numpy(self, texts, batch_size=4096):
-        """Token ids (N, T) and counts (N,) of a list of str, in batches."""
+        """Token ids (N, T) and counts (N,) of a list of str, in batches (bags padded to the longest)."""
         ids, counts = [np.zeros((0, self.sequence_length), np.int32)], [np.zeros((0,), np.int32)]
         for start in range(0, len(texts), batch_size):
             batch_ids, batch_counts = self(tf.constant(texts[start:start + batch_size], tf.string))
             ids.append(batch_ids.numpy())
             counts.append(batch_counts.numpy())
+        if self.kind == "ngrams":
+            width = max(batch.shape[1] for batch in ids)
+            ids = [np.pad(batch, [(0, 0), (0, width - batch.shape[1])]) for batch in ids]
         return np.concatenate(ids), np.concatenate(counts)
 
 
@@ -308,9 +369,15 @@ def check_model(config):
     builder = training.model_builder(config.model)
     if builder.__module__ not in CLASSIFIER_MODULES:
         raise UserError(f"--model {config.model} is not a sentence classifier; use text_cnn, bilstm_attention, "
-                        "bigru_attention, bert_tiny or bert_mini.")
+                        "bigru_attention, bert_tiny, bert_mini or nb_ngrams.")
     if config.pretrain_epochs and builder.__module__ != "applications.bert":
         raise UserError(f"--pretrain-epochs applies to the BERT models (bert_tiny, bert_mini), not --model {config.model}.")
+    if config.model in BAG_MODELS and config.tokenizer != "ngrams":
+        raise UserError(f"--model {config.model} reads a bag of n-grams: add --tokenizer ngrams "
+                        f"(received --tokenizer {config.tokenizer}).")
+    if config.tokenizer == "ngrams" and config.model not in BAG_MODELS:
+        raise UserError(f"--tokenizer ngrams gives an unordered bag of n-grams, which only {', '.join(BAG_MODELS)} "
+                        f"reads; --model {config.model} needs --tokenizer word or wordpiece.")
     return builder
 
 
@@ -398,8 +465,23 @@ class MaskedLMPretraining(keras.callbacks.Callback):
         self.history = history.history
 
 
+class NaiveBayesRatios(keras.callbacks.Callback):
+    """Before the first step, adapts every `NaiveBayesBag` of the model to the training bags and labels."""
+
+    def __init__(self, ids, labels):
+        super().__init__()
+        self.ids, self.labels = ids, labels
+
+    def on_train_begin(self, logs=None):
+        for layer in self.model._flatten_layers():
+            if isinstance(layer, text_classifiers.NaiveBayesBag):
+                layer.adapt(self.ids, self.labels)  # the same counts on a resumed run
+
+
 def callbacks(config, data, run):
-    """Masked-LM pretraining before fine-tuning, when `--pretrain-epochs` is set."""
+    """NB ratios for the bag models; masked-LM pretraining before fine-tuning, when `--pretrain-epochs` is set."""
+    if config.model in BAG_MODELS:
+        return [NaiveBayesRatios(data.train_ids, data.texts["train"][1])]
     if not config.pretrain_epochs:
         return []
     ids = data.train_ids if data.unlabelled_ids is None else np.concatenate([data.train_ids, data.unlabelled_ids])
@@ -440,7 +522,9 @@ def tfidf_logistic_regression(train_texts, train_labels, test_texts, seed=0):
     vectorizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, ngram_range=(1, 2),
                                  sublinear_tf=True, min_df=1)
     features = vectorizer.fit_transform(standardize_numpy(train_texts))
-    classifier = LogisticRegressionCV(Cs=[0.5, 2.0, 8.0, 32.0], cv=3, max_iter=2000, random_state=seed)
+    # L2 only and accuracy as the CV score, stated: scikit-learn 1.9 warns that both defaults change.
+    classifier = LogisticRegressionCV(Cs=[0.5, 2.0, 8.0, 32.0], cv=3, max_iter=2000, random_state=seed,
+                                      l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False)
     classifier.fit(features, train_labels)
     probabilities = classifier.predict_proba(vectorizer.transform(standardize_numpy(test_texts)))
     return probabilities, classifier.classes_

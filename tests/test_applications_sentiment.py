@@ -2,7 +2,8 @@
 
 Every registered sentence classifier is built small, predicted on arrays and `tf.data`, trained one
 step, and round-tripped through a `.keras` file; attention pooling ignores padding; the masked-LM
-model trains the classifier's own encoder.
+model trains the classifier's own encoder; the NB bag counts each id once and adapts its ratios
+to hand-computed log-count ratios.
 """
 
 import keras
@@ -22,6 +23,7 @@ SMALL = {
     "bigru_attention": {"embed_dim": 16, "units": 8, "num_layers": 2},
     "bert_tiny": {"embed_dim": 32, "num_heads": 2},
     "bert_mini": {"num_layers": 1, "embed_dim": 32, "num_heads": 4},
+    "nb_ngrams": {"dropout_rate": 0.1},
 }
 SENTENCE_CLASSIFIERS = [name for name in applications.names()
                         if applications.get(name).__module__ in ("applications.text_classifiers", "applications.bert")]
@@ -54,7 +56,8 @@ def test_build_predict_fit_and_round_trip(name, tmp_path):
     assert np.all(np.isfinite(model.predict(np.zeros((1, SEQUENCE_LENGTH), "int32"), verbose=0)))
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    embedding = next(weight for weight in model.trainable_weights if "embedding" in weight.path)
+    embedding = next(weight for weight in model.trainable_weights  # the id-indexed weights
+                     if "embedding" in weight.path or weight.path.endswith("bag/kernel"))
     before = np.array(embedding)
     history = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -118,3 +121,41 @@ def test_masked_lm_trains_the_classifiers_own_encoder():
     mlm.fit([x, positions], x[:, :3], epochs=1, verbose=0)
     assert not np.allclose(classifier.predict(x, verbose=0), before)  # shared weights moved
     assert bert.supports(classifier) and not bert.supports(applications.get("text_cnn")(VOCABULARY_SIZE, 12, 2))
+
+
+def test_distinct_ids_is_the_same_in_numpy_and_in_the_graph():
+    ids = np.array([[4, 2, 4, 0, 2, 7], [0, 0, 0, 0, 0, 0], [9, 8, 7, 6, 5, 9]], "int32")
+    expected = np.array([[0, 2, 0, 4, 0, 7], [0] * 6, [5, 6, 7, 8, 9, 0]])  # sorted, repeats → 0
+    np.testing.assert_array_equal(text_classifiers.distinct_ids(ids), expected)
+    np.testing.assert_array_equal(text_classifiers.distinct_ids(tf.constant(ids)), expected)
+
+
+def test_nb_bag_counts_each_id_once_in_any_order_and_ignores_padding():
+    layer = text_classifiers.NaiveBayesBag(6, 2)
+    layer.build((None, None))
+    kernel = np.arange(12, dtype="float32").reshape(6, 2)
+    ratios = np.linspace(-1.0, 1.0, 12, dtype="float32").reshape(6, 2)
+    layer.kernel.assign(kernel)
+    layer.ratios.assign(ratios)
+    layer.bias.assign([0.5, -0.5])
+    expected = (kernel[[3, 5]] * ratios[[3, 5]]).sum(axis=0) + [0.5, -0.5]
+    bags = np.array([[3, 5, 3, 0], [5, 3, 0, 0], [0, 0, 5, 3]], "int32")
+    np.testing.assert_allclose(layer(bags), np.tile(expected, (3, 1)), atol=1e-5)
+    np.testing.assert_allclose(layer(np.zeros((1, 4), "int32")), [[0.5, -0.5]])  # an empty bag: the bias
+
+
+def test_nb_bag_adapts_to_smoothed_one_against_the_rest_log_count_ratios(tmp_path):
+    layer = text_classifiers.NaiveBayesBag(5, 2, smoothing=1.0)
+    bags = np.array([[2, 3, 3, 0], [2, 0, 0, 0], [4, 0, 0, 0]], "int32")  # the repeated 3 counts once
+    layer.adapt(bags, np.array([1, 1, 0]))
+    # Sentences holding each id: class 1 → [0, 0, 2, 1, 0], class 0 → [0, 0, 0, 0, 1]; plus 1 each.
+    p, q = np.array([1, 1, 3, 2, 1.0]), np.array([1, 1, 1, 1, 2.0])
+    r = np.log(p / p.sum()) - np.log(q / q.sum())
+    r[0] = 0.0
+    np.testing.assert_allclose(np.array(layer.ratios), np.stack([-r, r], axis=1), atol=1e-6)
+    # The ratios are state of the model: they survive a .keras round trip.
+    ids = keras.Input((None,), dtype="int32")
+    model = keras.Model(ids, layer(ids))
+    model.save(tmp_path / "bag.keras")
+    restored = keras.saving.load_model(tmp_path / "bag.keras")
+    np.testing.assert_allclose(np.array(restored.layers[-1].ratios), np.array(layer.ratios))

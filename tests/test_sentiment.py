@@ -1,5 +1,6 @@
 """Sentiment: splits and folds, tokens, metrics and baselines, pretraining, export and predict, bad input, MR polarity."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -84,6 +85,26 @@ def test_vocabulary_comes_from_the_training_split_and_long_sentences_are_truncat
     assert ids[1, :2].tolist() == [1, 1]  # words not in the training split: [UNK]
     assert counts.tolist() == [2, 2, 10, 0] and ids[2].tolist() == [vocabulary.index("great")] * 6
     assert ids.shape == (4, 6) and ids[3].tolist() == [0] * 6
+
+
+def test_ngram_bags_hold_word_and_character_ngrams_of_the_kept_words():
+    config = st.Config(tokenizer="ngrams", sequence_length=3, vocabulary_size=10_000)
+    info = st.learn_vocabulary(config, ["A great film!", "a dull film"])
+    vocabulary = info["vocabulary"]
+    assert vocabulary[:3] == ["[PAD]", "[UNK]", "[MASK]"] and {"a great film", "great film", "dull"} <= set(vocabulary)
+    assert "!" not in vocabulary and "film !" not in vocabulary  # the 4th word is cut before n-grams are formed
+    assert st.CHAR_MARK + "t f" in vocabulary and "t f" not in vocabulary  # characters span words; marked apart
+    ids, counts = st.Tokenizer(info).numpy(["great FILM", "zzz", "a great film ! and more"])
+    assert counts.tolist() == [2, 1, 6]  # words, before truncation
+    text = "great film"
+    chars = {st.CHAR_MARK + text[i:i + n] for n in st.CHAR_NGRAMS for i in range(len(text) - n + 1)}
+    assert [vocabulary[i] for i in ids[0] if i] == ["great", "film", "great film"] + sorted(
+        chars, key=lambda gram: (len(gram), text.index(gram[1:])))
+    assert sorted(ids[1][ids[1] > 0].tolist()) == [1, 1]  # the word zzz and the characters zzz: unknown
+    assert ids.shape[1] == max(int((row > 0).sum()) for row in ids)  # padded to the longest bag, no further
+    # A capped vocabulary keeps the n-grams in most sentences (ties by the n-gram).
+    capped = st.learn_vocabulary(dataclasses.replace(config, vocabulary_size=8), ["A great film!", "a dull film"])
+    assert capped["vocabulary"] == vocabulary[:8]
 
 
 def test_wordpiece_vocabulary_splits_unseen_words_into_pieces():
@@ -225,6 +246,8 @@ def test_predict_refuses_non_utf8_input_files(demo_export, tmp_path):
         (b"text,label\ngood,pos\nbad \xe9,neg\n", {}, r"byte 0xe9 at offset 24 is not valid utf-8"),
         ("text,label\ngood,pos\nbad,neg\n", {"model": "resnet20"}, "not a sentence classifier"),
         ("text,label\ngood,pos\nbad,neg\n", {"pretrain_epochs": 1}, "--pretrain-epochs applies to the BERT models"),
+        ("text,label\ngood,pos\nbad,neg\n", {"model": "nb_ngrams"}, "reads a bag of n-grams: add --tokenizer ngrams"),
+        ("text,label\ngood,pos\nbad,neg\n", {"tokenizer": "ngrams"}, "--model text_cnn needs --tokenizer word"),
         ("text,label\ngood,pos\nbad,neg\n", {"fold": 1}, "--fold needs --folds"),
     ],
 )
@@ -297,12 +320,22 @@ def test_a_wordpiece_export_needs_tensorflow_text_and_the_package_loader_imports
 # === Real data ===
 
 
+# The benchmark's recipes, and each one's stated margin against TF-IDF + LR on fold 0 (0.7741).
+# TextCNN: within 3 points (measured 1.5-1.7 below; Kim's CNN-rand, 76.1 %, is also below bigram
+# linear models on MR). NB n-grams: at least 1 point above (measured 0.8013, 2.7 above).
+MR_RECIPES = {
+    "text_cnn": (dict(model="text_cnn", embed_dim=128), -0.03),
+    "nb_ngrams": (dict(model="nb_ngrams", tokenizer="ngrams", vocabulary_size=1_000_000), 0.01),
+}
+
+
 @pytest.mark.slow
-def test_mr_polarity_fold_beats_the_majority_and_is_within_3_points_of_tfidf(shared_data, tmp_path):
+@pytest.mark.parametrize("name", sorted(MR_RECIPES))
+def test_mr_polarity_fold_beats_the_majority_and_meets_its_margin_to_tfidf(name, shared_data, tmp_path):
+    recipe, margin = MR_RECIPES[name]
     config = st.Config(
-        data=str(shared_data / "mr_polarity"), encoding="latin-1", folds=10, fold=0, model="text_cnn",
-        embed_dim=128, epochs=3, sequence_length=56, runs_dir=str(tmp_path / "runs"),
-        export_dir=str(tmp_path / "saved_models"), verbose=2,
+        data=str(shared_data / "mr_polarity"), encoding="latin-1", folds=10, fold=0, epochs=3, sequence_length=56,
+        runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=2, **recipe,
     )
     model = st.train(config)
     (run,) = (tmp_path / "runs" / "sentiment").iterdir()
@@ -312,9 +345,7 @@ def test_mr_polarity_fold_beats_the_majority_and_is_within_3_points_of_tfidf(sha
     accuracy, tfidf = record["metrics"]["accuracy"], record["baseline"]["accuracy"]
     assert record["baseline"]["majority"]["accuracy"] == pytest.approx(0.5, abs=0.01)
     assert accuracy > record["baseline"]["majority"]["accuracy"] + 0.2
-    # The stated margin: within 3 points of TF-IDF + LR on the same fold (measured: 1.5-1.7 points below;
-    # Kim's CNN-rand, 76.1 %, is also below bigram linear models on MR).
-    assert accuracy > tfidf - 0.03
+    assert accuracy > tfidf + margin
     # The export reloaded in a fresh process gives the Keras model's probabilities.
     sentences = ["a gripping , beautifully acted film", "a tedious , predictable mess", "", "dull " * 80]
     ids, _ = st.Tokenizer(info)(tf.constant(sentences))
