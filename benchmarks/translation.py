@@ -55,6 +55,7 @@ def add_model_flags(parser, epochs, beam_width):
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--embed-dim", type=int, default=128)
     parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--intermediate-dim", type=int, default=0, help="Transformer MLP width (0: 4 x embed).")
     parser.add_argument("--units", type=int, default=0)
     parser.add_argument("--vocabulary-size", type=int, default=4000)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
@@ -71,7 +72,8 @@ def recipe_fields(args, workdir):
         export_dir=str(workdir / "saved_models"), verbose=2,
     )
     if args.model == "transformer_seq2seq":
-        fields.update(num_layers=args.num_layers, embed_dim=args.embed_dim, num_heads=args.num_heads)
+        fields.update(num_layers=args.num_layers, embed_dim=args.embed_dim, num_heads=args.num_heads,
+                      intermediate_dim=args.intermediate_dim)
     else:
         fields.update(num_layers=0, embed_dim=args.embed_dim, num_heads=0, units=args.units)
     return fields

@@ -37,6 +37,7 @@ cross-entropy. Metrics: accuracy, macro-F1, ROC-AUC (binary). Baselines: the maj
 TF-IDF (word 1-2 grams) + logistic regression, fit on the same training sentences.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -208,8 +209,6 @@ def ngrams(sentences, sequence_length):
 
 def frequent_ngrams(texts, sequence_length, limit):
     """The `limit` n-grams in most training sentences (ties by the n-gram), most frequent first."""
-    import collections
-
     frequency = collections.Counter()
     for start in range(0, len(texts), 4096):
         grams, _ = ngrams(tf.constant(texts[start:start + 4096], tf.string), sequence_length)
