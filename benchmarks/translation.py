@@ -2,8 +2,8 @@
 
 Usage:
     python benchmarks/translation.py --epochs 1                       # ~8 min on 2 shared cores
-    python benchmarks/translation.py --epochs 20 --num-layers 3 --embed-dim 256 --vocabulary-size 8000
-                                                                       # the long run toward the goal
+    python benchmarks/translation.py --epochs 15 --num-layers 3 --embed-dim 256 --num-heads 8 \
+        --intermediate-dim 1024 --vocabulary-size 8000 --learning-rate 1e-3   # the goal run: BLEU 38.7, 55 min
     python benchmarks/translation.py --model gru_attention --epochs 2 --embed-dim 128 --units 256
 
 In one process: `tasks.translation.train` with the recipe (the package's whole path: SentencePiece
