@@ -207,13 +207,17 @@ def ngrams(sentences, sequence_length):
     return tf.concat([word_grams, char_grams], axis=1), counts
 
 
-def frequent_ngrams(texts, sequence_length, limit):
+def frequent_ngrams(texts, sequence_length, limit, verbose=0):
     """The `limit` n-grams in most training sentences (ties by the n-gram), most frequent first."""
     frequency = collections.Counter()
     for start in range(0, len(texts), 4096):
         grams, _ = ngrams(tf.constant(texts[start:start + 4096], tf.string), sequence_length)
         for row in grams.to_list():
             frequency.update(set(row))
+    if len(frequency) > limit and verbose:
+        # Measured on MR fold 0: the default 20,000 scores 0.765, all 620k n-grams 0.801.
+        print(f"note: keeping the {limit:,} most frequent of the training split's {len(frequency):,} n-grams "
+              f"(--vocabulary-size {limit + len(RESERVED_TOKENS)}); nb_ngrams is usually best with all of them.")
     ranked = sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [gram.decode("utf-8") for gram, _ in ranked]
 
@@ -223,7 +227,7 @@ def learn_vocabulary(config, train_texts):
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(train_texts)).batch(512).map(standardize)
     if config.tokenizer == "ngrams":
         limit = config.vocabulary_size - len(RESERVED_TOKENS)
-        vocabulary = RESERVED_TOKENS + frequent_ngrams(train_texts, config.sequence_length, limit)
+        vocabulary = RESERVED_TOKENS + frequent_ngrams(train_texts, config.sequence_length, limit, config.verbose)
     elif config.tokenizer == "word":
         layer = keras.layers.TextVectorization(
             max_tokens=config.vocabulary_size - 1, standardize=None, split="whitespace"
