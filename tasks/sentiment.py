@@ -7,7 +7,7 @@ Usage:
     python -m tasks.sentiment train --data ../shared/data/mr_polarity --encoding latin-1 --folds 10 --fold 0
     python -m tasks.sentiment train --data reviews.csv --model bigru_attention --tokenizer wordpiece
     python -m tasks.sentiment train --data ../shared/data/mr_polarity --encoding latin-1 --folds 10 \
-        --model nb_ngrams --tokenizer ngrams --vocabulary-size 1000000 --epochs 2
+        --model nb_ngrams --tokenizer ngrams --vocabulary-size 1000000 --epochs 3 --sequence-length 56
     python -m tasks.sentiment train --data aclImdb --model bert_tiny --pretrain-epochs 3 --sequence-length 256
     python -m tasks.sentiment train --data tfds:glue/sst2
     python -m tasks.sentiment evaluate                                      # the same flags find the run
