@@ -153,13 +153,22 @@ def split_indices(graph_set, kind, config):
     return molecules.random_split(count, config.validation_fraction, config.test_fraction, config.seed)
 
 
+def descriptor_smiles(graph_set, source):
+    """The SMILES whose RDKit descriptors describe each graph: the molecules themselves, or a TU
+    folder's graphs rebuilt as molecules from its label names (None for a graph RDKit rejects)."""
+    if graph_set.smiles:
+        return graph_set.names
+    if graph_set.molecules is None:
+        raise UserError(f"--descriptors needs molecules: {source} is a TU folder whose README.txt does not name "
+                        "its node labels as elements and its edge labels as bond types.")
+    return graph_set.molecules
+
+
 def load_data(config):
     """Train / validation / test disjoint-union batches, their graph sets and the facts the model needs."""
     graph_set = read_source(config)
     if config.descriptors:
-        if not graph_set.smiles:
-            raise UserError("--descriptors needs molecules (SMILES); TU graphs have no RDKit descriptors.")
-        graph_set.features, names = molecules.descriptors(graph_set.names)
+        graph_set.features, names = molecules.descriptors(descriptor_smiles(graph_set, config.data))
     kind = task_kind(graph_set, config)
     train_ids, validation_ids, test_ids = split_indices(graph_set, kind, config)
     if len(train_ids) == 0 or len(test_ids) == 0:
@@ -187,6 +196,8 @@ def load_data(config):
     if not graph_set.smiles:
         info["tu_vocabulary"] = graph_set.node_vocabulary
         info["class_names"] = [str(value) for value in graph_set.node_vocabulary["graph"]]
+        if graph_set.label_names:
+            info["tu_label_names"] = graph_set.label_names
     if config.descriptors:
         train_features = sets["train"].features
         info["descriptor_names"] = names
@@ -206,6 +217,11 @@ def load_data(config):
         skipped = {key: value for key, value in graph_set.notes.items() if key.startswith("skipped_")}
         if skipped:
             print(f"Skipped bad rows (--skip-bad): {skipped}")
+        rejected = graph_set.notes.get("not_molecules", {}) if config.descriptors else {}
+        if rejected:
+            first = next(iter(rejected.items()))
+            print(f"note: RDKit rejects {len(rejected)} TU graph(s) as molecules (e.g. {first[0]}: {first[1]}); "
+                  "their descriptors are 0.")
     return GraphData(
         train=molecules.make_dataset(sets["train"], config.batch_size, shuffle=True, seed=config.seed),
         validation=molecules.make_dataset(sets["validation"], config.batch_size) if len(validation_ids) else None,
@@ -554,7 +570,7 @@ def example_graphs(info):
     edges = np.eye(2, info["num_edge_features"], dtype=np.float32)
     pair = molecules.Graph(nodes[:2], edges, np.array([[0, 1], [1, 0]], np.int32))
     single = molecules.Graph(nodes[2:], edges[:0], np.zeros((0, 2), np.int32))
-    return molecules.union([pair, single])
+    return molecules.union([pair, single], graph_features(["CC", "C"], info))
 
 
 def graph_features(smiles, info):
@@ -597,12 +613,17 @@ def serving(model, info):
 
 
 def read_predict_inputs(inputs, info):
-    """`(graphs, names, notes)` from SMILES strings, SMILES files (.csv, .smi, .txt) or a TU folder."""
+    """`(graphs, names, notes, features)` from SMILES strings, SMILES files (.csv, .smi, .txt) or a
+    TU folder; `features` are the descriptors of a model trained with them, else None."""
     if info["featurizer"] == "tu":
         if len(inputs) != 1 or not pathlib.Path(inputs[0]).is_dir():
             raise UserError("this model was trained on TU graphs: pass one TU folder (<NAME>_A.txt, ...) to predict.")
-        graph_set = molecules.read_tu(inputs[0], vocabulary=info["tu_vocabulary"])
-        return graph_set.graphs, graph_set.names, []
+        graph_set = molecules.read_tu(inputs[0], vocabulary=info["tu_vocabulary"],
+                                      label_names=info.get("tu_label_names"))
+        features = graph_features(descriptor_smiles(graph_set, inputs[0]), info) if info.get("descriptor_names") else None
+        notes = [f"{graph}: not a molecule to RDKit ({problem}); its descriptors are 0"
+                 for graph, problem in graph_set.notes.get("not_molecules", {}).items()] if features is not None else []
+        return graph_set.graphs, graph_set.names, notes, features
     smiles = []
     for item in inputs:
         path = pathlib.Path(item)
@@ -621,21 +642,20 @@ def read_predict_inputs(inputs, info):
     graphs, names, removed = molecules.featurize_smiles(smiles, info.get("largest_fragment", True))
     notes = [f"{original.strip()}: kept the largest fragment ({count} removed)"
              for original, count in zip(smiles, removed) if count]
-    return graphs, names, notes
+    return graphs, names, notes, graph_features(names, info)
 
 
 def predict(inputs, model_path, output_dir="predictions"):
     """Featurizes the inputs like training did and prints the SavedModel's prediction for each."""
     path = export.latest(model_path)
     info = json.loads((path / "assets" / "info.json").read_text())
-    graphs, names, notes = read_predict_inputs(inputs, info)
+    graphs, names, notes, features = read_predict_inputs(inputs, info)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
     kind, target_names = info["kind"], info["target_names"]
     class_names = info.get("class_names")
     lines = []
-    features = graph_features(names, info)
     for start in range(0, len(graphs), PREDICT_BATCH):
         batch = molecules.union(graphs[start:start + PREDICT_BATCH],
                                 None if features is None else features[start:start + PREDICT_BATCH])

@@ -151,6 +151,77 @@ def test_tu_prediction_refuses_labels_never_seen(tmp_path):
         molecules.read_tu(folder, vocabulary={"node": [0, 1, 2], "edge": [0, 1, 2], "graph": [-1, 1]})
 
 
+MOLECULE_README = """Node labels:
+
+  0  C
+  1  N
+  2  O
+
+Edge labels:
+
+  0  aromatic
+  1  single
+  2  double
+"""
+
+
+def write_tu_molecules(folder, readme=MOLECULE_README, ring_label=0):
+    """Two MUTAG-style graphs: nitrobenzene as CDK writes it (charges dropped, N(=O)O) and ethanol."""
+    folder.mkdir(exist_ok=True)
+    ring = [(i, (i + 1) % 6, ring_label) for i in range(6)]
+    bonds = ring + [(0, 6, 1), (6, 7, 2), (6, 8, 1)] + [(9, 10, 1), (10, 11, 1)]  # 0-based, labels
+    pairs = [(a, b, label) for a, b, label in bonds] + [(b, a, label) for a, b, label in bonds]
+    (folder / "MOL_A.txt").write_text("".join(f"{a + 1}, {b + 1}\n" for a, b, _ in pairs))
+    (folder / "MOL_edge_labels.txt").write_text("".join(f"{label}\n" for _, _, label in pairs))
+    (folder / "MOL_graph_indicator.txt").write_text("1\n" * 9 + "2\n" * 3)
+    (folder / "MOL_graph_labels.txt").write_text("1\n-1\n")
+    (folder / "MOL_node_labels.txt").write_text("\n".join(map(str, [0] * 6 + [1, 2, 2] + [0, 0, 2])) + "\n")
+    if readme:
+        (folder / "README.txt").write_text(readme)
+    return folder
+
+
+def test_tu_molecules_are_rebuilt_from_the_readme_label_names(tmp_path):
+    graph_set = molecules.read_tu(write_tu_molecules(tmp_path / "mol"))
+    assert graph_set.label_names == {"node": {0: "C", 1: "N", 2: "O"},
+                                     "edge": {0: "aromatic", 1: "single", 2: "double"}}
+    # The nitro group gets its charges back; hydrogens are RDKit's implicit ones.
+    assert graph_set.molecules == ["O=[N+]([O-])c1ccccc1", "CCO"]
+    assert "not_molecules" not in graph_set.notes
+    assert graph_set.graphs[0].nodes.shape == (9, 3)  # the network still sees the one-hot TU labels
+    assert graph_set.take([1]).molecules == ["CCO"]
+    # Descriptors of the rebuilt molecules are those of the same SMILES.
+    np.testing.assert_array_equal(molecules.descriptors(graph_set.molecules)[0],
+                                  molecules.descriptors(["O=[N+]([O-])c1ccccc1", "CCO"])[0])
+
+
+@pytest.mark.parametrize("readme", [None, "Node labels:\n  0 C\n  1 N\n  2 Oxygen\n\nEdge labels:\n  0 aromatic\n"
+                                          "  1 single\n  2 double\n",
+                                    MOLECULE_README.replace("double", "wedge")])
+def test_tu_graphs_are_not_molecules_without_element_and_bond_names(tmp_path, readme):
+    graph_set = molecules.read_tu(write_tu_molecules(tmp_path / "mol", readme=readme))
+    assert graph_set.molecules is None and graph_set.label_names is None
+
+
+def test_tu_graphs_rdkit_rejects_are_counted_and_get_no_descriptors(tmp_path):
+    # Every ring bond double: the ring carbon bearing the nitro group has valence 5 (as in MUTAG's
+    # graphs 83 and 188).
+    graph_set = molecules.read_tu(write_tu_molecules(tmp_path / "mol", ring_label=2))
+    assert graph_set.molecules[1] == "CCO"
+    assert graph_set.molecules[0] is None and list(graph_set.notes["not_molecules"]) == ["graph 1"]
+    assert "valence" in graph_set.notes["not_molecules"]["graph 1"]
+    rows = molecules.descriptors(graph_set.molecules)[0]
+    assert not rows[0].any() and rows[1].any()
+
+
+def test_tu_labels_without_a_name_are_one_line_errors(tmp_path):
+    folder = write_tu_molecules(tmp_path / "mol")
+    (folder / "MOL_node_labels.txt").write_text("\n".join(map(str, [0] * 6 + [1, 2, 2] + [0, 0, 3])) + "\n")
+    with pytest.raises(UserError, match=r"labels \[3\] have no element / bond name") as raised:
+        molecules.read_tu(folder)
+    assert "\n" not in str(raised.value)
+
+
 # === Batching ===
 
 

@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import math
 import pathlib
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -162,7 +163,9 @@ def _descriptor_row(smiles, names):
     from rdkit.Chem import Descriptors
 
     functions = dict(Descriptors._descList)
-    mol = Chem.MolFromSmiles(smiles)
+    mol = Chem.MolFromSmiles(smiles) if smiles is not None else None
+    if mol is None:  # a TU graph RDKit rejects as a molecule: every descriptor missing
+        return (math.nan,) * len(names)
     values = []
     for name in names:
         try:
@@ -174,7 +177,7 @@ def _descriptor_row(smiles, names):
 
 def descriptors(smiles_list, names=None):
     """RDKit 2D descriptors of molecules (G, D) float32: non-finite values → 0, others clipped to
-    ±`DESCRIPTOR_LIMIT`. `names`: the descriptors to compute (a trained model's list); a name the
+    ±`DESCRIPTOR_LIMIT`; a SMILES of None (no molecule) gives a row of 0. `names`: the descriptors to compute (a trained model's list); a name the
     installed RDKit lacks is a `UserError`. Rows are cached per SMILES within the process."""
     available = descriptor_names()
     names = tuple(names or available)
@@ -212,6 +215,8 @@ class GraphSet:
     notes: dict = dataclasses.field(default_factory=dict)
     node_vocabulary: dict = dataclasses.field(default_factory=dict)
     features: np.ndarray = None  # (G, D) float32 graph-level features (molecular descriptors), or None
+    molecules: list = None  # TU graphs rebuilt as molecules: SMILES per graph (None: RDKit rejects it), or None
+    label_names: dict = None  # TU labels → element / bond type, when the graphs are molecules
 
     def __len__(self):
         return len(self.graphs)
@@ -229,6 +234,7 @@ class GraphSet:
         return dataclasses.replace(
             self, graphs=[self.graphs[i] for i in indices], targets=self.targets[indices],
             names=[self.names[i] for i in indices], features=None if self.features is None else self.features[indices],
+            molecules=None if self.molecules is None else [self.molecules[i] for i in indices],
         )
 
 
@@ -442,19 +448,108 @@ def _one_hot_labels(labels, vocabulary=None):
     return out, vocabulary
 
 
+TU_BOND_TYPES = ("single", "double", "triple", "aromatic")
+
+
+def tu_label_names(folder, name):
+    """`{"node": {label: element}, "edge": {label: bond type}}` from a TU folder's README.txt, or None.
+
+    TU molecule datasets (MUTAG, PTC, NCI1, ...) describe their labels in README.txt as blocks
+    `Node labels:` / `Edge labels:` of lines `<label> <name>`. They count as molecules only when every
+    node label names an element and every edge label a bond type (single, double, triple, aromatic).
+    """
+    from rdkit import Chem
+
+    readme = next((path for path in (pathlib.Path(folder) / "README.txt", pathlib.Path(folder) / f"{name}_README.txt")
+                   if path.is_file()), None)
+    if readme is None:
+        return None
+    blocks, current = {"node": {}, "edge": {}}, None
+    for line in readme.read_text(errors="replace").splitlines():
+        text = line.strip()
+        heading = re.fullmatch(r"(node|edge) labels\s*:?", text, flags=re.IGNORECASE)
+        if heading:
+            current = heading.group(1).lower()
+            continue
+        entry = re.fullmatch(r"(-?\d+)\s+(\S+)", text)
+        if current and entry:
+            blocks[current][int(entry.group(1))] = entry.group(2)
+        elif text:
+            current = None
+    if not blocks["node"] or not blocks["edge"]:
+        return None
+    table = Chem.GetPeriodicTable()
+    for element in blocks["node"].values():
+        try:
+            table.GetAtomicNumber(element)
+        except RuntimeError:
+            return None
+    if any(bond.lower() not in TU_BOND_TYPES for bond in blocks["edge"].values()):
+        return None
+    return {"node": blocks["node"], "edge": {label: bond.lower() for label, bond in blocks["edge"].items()}}
+
+
+def tu_molecule(node_labels, edge_pairs, edge_labels, names):
+    """One TU graph (local 0-based `edge_pairs`, every bond listed both ways) → `(smiles, problem)`.
+
+    TU files drop charges and hydrogens. Hydrogens come back as RDKit's implicit ones. An uncharged
+    nitrogen with four bonds' worth of valence (a nitro or N-oxide group as CDK writes it, N(=O)O)
+    becomes N+, and a singly bonded terminal oxygen on it O−. A graph RDKit still rejects (e.g.
+    MUTAG's two carbons of valence 5) gives `(None, RDKit's reason)`.
+    """
+    from rdkit import Chem
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # a rejected graph is reported in the notes, not as RDKit's stderr line
+    bond_type = {"single": Chem.BondType.SINGLE, "double": Chem.BondType.DOUBLE,
+                 "triple": Chem.BondType.TRIPLE, "aromatic": Chem.BondType.AROMATIC}
+    mol = Chem.RWMol()
+    for label in node_labels:
+        mol.AddAtom(Chem.Atom(names["node"][int(label)]))
+    for (begin, end), label in zip(edge_pairs, edge_labels):
+        if begin < end:
+            mol.AddBond(int(begin), int(end), bond_type[names["edge"][int(label)]])
+    for bond in mol.GetBonds():
+        if bond.GetBondType() == Chem.BondType.AROMATIC:
+            bond.SetIsAromatic(True)
+            bond.GetBeginAtom().SetIsAromatic(True)
+            bond.GetEndAtom().SetIsAromatic(True)
+    for atom in mol.GetAtoms():
+        if atom.GetSymbol() != "N" or sum(bond.GetBondTypeAsDouble() for bond in atom.GetBonds()) < 4:
+            continue
+        atom.SetFormalCharge(1)
+        for bond in atom.GetBonds():
+            other = bond.GetOtherAtom(atom)
+            if other.GetSymbol() == "O" and other.GetDegree() == 1 and bond.GetBondType() == Chem.BondType.SINGLE:
+                other.SetFormalCharge(-1)
+                break
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as error:  # RDKit raises several types (valence, kekulization)
+        return None, str(error).strip().splitlines()[0]
+    return Chem.MolToSmiles(mol), None
+
+
 def find_tu(folder):
     """The `<NAME>` prefix of the TU files in `folder`, or None."""
     found = sorted(pathlib.Path(folder).glob("*_A.txt"))
     return found[0].name[: -len("_A.txt")] if found else None
 
 
-def read_tu(folder, vocabulary=None):
+def read_tu(folder, vocabulary=None, label_names=None):
     """Reads a TU graph-classification folder into a `GraphSet` with class ids as targets.
+
+    When the labels name elements and bond types (`tu_label_names`), each graph is also rebuilt as
+    an RDKit molecule: `GraphSet.molecules` holds its canonical SMILES (None where RDKit rejects it;
+    counted in `notes["not_molecules"]`), so RDKit descriptors apply. The graph's own features stay
+    the one-hot TU labels.
 
     Args:
         folder: str or Path. The folder holding `<NAME>_A.txt` and the other files.
         vocabulary: dict or None. `{"node": [...], "edge": [...], "graph": [...]}` label values of a
             trained model (predict); default: the distinct labels of these files.
+        label_names: dict or None. A trained model's `{"node": {label: element}, "edge": {label:
+            bond}}` (predict); default: read from the folder's README.txt.
     """
     folder = pathlib.Path(folder)
     name = find_tu(folder)
@@ -498,6 +593,8 @@ def read_tu(folder, vocabulary=None):
                      f"{file['graph_indicator'].name} {num_nodes}")
         one_hot, vocabulary["node"] = _one_hot_labels(node_labels, vocabulary.get("node"))
         parts.append(one_hot)
+    else:
+        node_labels = None
     if file["node_attributes"].is_file():
         attributes = _read_numbers(file["node_attributes"], float).astype(np.float32)
         if len(attributes) != num_nodes:
@@ -511,7 +608,17 @@ def read_tu(folder, vocabulary=None):
             disagree(f"{file['edge_labels'].name} has {len(edge_labels)} lines, {file['A'].name} {len(edge_pairs)}")
         edge_features, vocabulary["edge"] = _one_hot_labels(edge_labels, vocabulary.get("edge"))
     else:
+        edge_labels = None
         edge_features = np.ones((len(edge_pairs), 1), np.float32)
+    if label_names is None and node_labels is not None and edge_labels is not None:
+        label_names = tu_label_names(folder, name)
+    if label_names is not None:
+        label_names = {part: {int(label): value for label, value in label_names[part].items()} for part in ("node", "edge")}
+        unnamed = sorted(set(int(x) for x in node_labels) - set(label_names["node"])) + sorted(
+            set(int(x) for x in edge_labels) - set(label_names["edge"]))
+        if unnamed:
+            raise UserError(f"{folder}: labels {unnamed} have no element / bond name in README.txt "
+                            "(or in the trained model's label names).")
     _, vocabulary["graph"] = _one_hot_labels(graph_labels, vocabulary.get("graph"))
     classes = np.searchsorted(vocabulary["graph"], graph_labels).astype(np.float32)
 
@@ -519,16 +626,27 @@ def read_tu(folder, vocabulary=None):
     edge_graph = indicator[edge_pairs[:, 0]] - 1 if len(edge_pairs) else np.zeros(0, np.int64)
     order = np.argsort(edge_graph, kind="stable")
     edge_starts = np.concatenate([[0], np.cumsum(np.bincount(edge_graph, minlength=num_graphs))])
-    graphs = []
+    graphs, smiles, rejected = [], [], {}
     for g in range(num_graphs):
         edge_ids = order[edge_starts[g]:edge_starts[g + 1]]
+        local_pairs = (edge_pairs[edge_ids] - node_starts[g]).astype(np.int32).reshape(-1, 2)
         graphs.append(Graph(
             node_features[node_starts[g]:node_starts[g + 1]].astype(np.float32),
             edge_features[edge_ids].astype(np.float32),
-            (edge_pairs[edge_ids] - node_starts[g]).astype(np.int32).reshape(-1, 2),
+            local_pairs,
         ))
+        if label_names is not None:
+            text, problem = tu_molecule(node_labels[node_starts[g]:node_starts[g + 1]], local_pairs,
+                                        edge_labels[edge_ids], label_names)
+            smiles.append(text)
+            if problem:
+                rejected[f"graph {g + 1}"] = problem
+    notes = {"tu_name": name}
+    if rejected:
+        notes["not_molecules"] = rejected
     return GraphSet(graphs, classes[:, None], [f"{name} class"], [f"graph {g + 1}" for g in range(num_graphs)],
-                    smiles=False, notes={"tu_name": name}, node_vocabulary=vocabulary)
+                    smiles=False, notes=notes, node_vocabulary=vocabulary,
+                    molecules=smiles if label_names is not None else None, label_names=label_names)
 
 
 # === Demo ===
