@@ -113,7 +113,7 @@ def markdown(result):
         "",
         f"Recipe: `python -m tasks.detection train --data ../shared/data/bccd --model <head> {flags}`",
         "",
-        "Command: `python benchmarks/detection.py" + (" --quick`" if result["quick"] else "`"),
+        f"Command: `{result['command']}`",
     ]
     return "\n".join(lines)
 
@@ -129,7 +129,8 @@ def main(argv=None):
     overrides = dict(RECIPE, epochs=args.epochs, image_size=args.image_size)
     if args.quick:
         overrides.update(QUICK)
-    result = {"machine": machine(), "quick": args.quick, "overrides": overrides, "heads": []}
+    command = " ".join(["python benchmarks/detection.py", *(argv if argv is not None else sys.argv[1:])])
+    result = {"machine": machine(), "quick": args.quick, "overrides": overrides, "heads": [], "command": command}
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.heads.split(","):
             result["heads"].append(run_head(model, args.data, pathlib.Path(scratch), overrides))
