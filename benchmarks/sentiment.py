@@ -48,7 +48,7 @@ COMMON = dict(encoding="latin-1", sequence_length=56, verbose=0, export_format="
 RECIPES = {
     "text_cnn": ("TextCNN (Kim, widths 3/4/5 × 100, embed 128)", dict(model="text_cnn", embed_dim=128, epochs=3)),
     "nb_ngrams": ("NB-weighted bag of word 1-3- and char 3-6-grams (NBSVM's LR form)",
-                  dict(model="nb_ngrams", tokenizer="ngrams", vocabulary_size=1_000_000, epochs=3)),
+                  dict(model="nb_ngrams", tokenizer="ngrams", epochs=3)),
     "bigru_attention": ("BiGRU 64 + attention", dict(model="bigru_attention", epochs=3)),
     "bilstm_attention": ("BiLSTM 64 + attention", dict(model="bilstm_attention", epochs=3)),
     "bert_tiny": ("BERT-Tiny (2 × 128), WordPiece 8k", dict(model="bert_tiny", tokenizer="wordpiece",

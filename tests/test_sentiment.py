@@ -105,6 +105,11 @@ def test_ngram_bags_hold_word_and_character_ngrams_of_the_kept_words():
     # A capped vocabulary keeps the n-grams in most sentences (ties by the n-gram).
     capped = st.learn_vocabulary(dataclasses.replace(config, vocabulary_size=8), ["A great film!", "a dull film"])
     assert capped["vocabulary"] == vocabulary[:8]
+    # The default (0) keeps every n-gram; words and pieces default to 20,000.
+    every = st.learn_vocabulary(dataclasses.replace(config, vocabulary_size=0), ["A great film!", "a dull film"])
+    assert every["vocabulary"] == vocabulary
+    assert st.vocabulary_limit(st.Config()) == st.vocabulary_limit(st.Config(tokenizer="wordpiece")) == 20000
+    assert st.vocabulary_limit(st.Config(tokenizer="ngrams")) is None
 
 
 def test_wordpiece_vocabulary_splits_unseen_words_into_pieces():
@@ -249,6 +254,7 @@ def test_predict_refuses_non_utf8_input_files(demo_export, tmp_path):
         ("text,label\ngood,pos\nbad,neg\n", {"model": "nb_ngrams"}, "reads a bag of n-grams: add --tokenizer ngrams"),
         ("text,label\ngood,pos\nbad,neg\n", {"tokenizer": "ngrams"}, "--model text_cnn needs --tokenizer word"),
         ("text,label\ngood,pos\nbad,neg\n", {"fold": 1}, "--fold needs --folds"),
+        ("text,label\ngood,pos\nbad,neg\n", {"vocabulary_size": 5}, r"--vocabulary-size 5 is too small: use 0"),
     ],
 )
 def test_bad_data_and_settings_fail_before_training(tmp_path, content, overrides, message):
@@ -325,7 +331,7 @@ def test_a_wordpiece_export_needs_tensorflow_text_and_the_package_loader_imports
 # linear models on MR). NB n-grams: at least 1 point above (measured 0.8013, 2.7 above).
 MR_RECIPES = {
     "text_cnn": (dict(model="text_cnn", embed_dim=128), -0.03),
-    "nb_ngrams": (dict(model="nb_ngrams", tokenizer="ngrams", vocabulary_size=1_000_000), 0.01),
+    "nb_ngrams": (dict(model="nb_ngrams", tokenizer="ngrams"), 0.01),
 }
 
 
