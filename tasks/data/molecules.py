@@ -177,8 +177,9 @@ def _descriptor_row(smiles, names):
 
 def descriptors(smiles_list, names=None):
     """RDKit 2D descriptors of molecules (G, D) float32: non-finite values → 0, others clipped to
-    ±`DESCRIPTOR_LIMIT`; a SMILES of None (no molecule) gives a row of 0. `names`: the descriptors to compute (a trained model's list); a name the
-    installed RDKit lacks is a `UserError`. Rows are cached per SMILES within the process."""
+    ±`DESCRIPTOR_LIMIT`; a SMILES of None (no molecule) gives a row of 0. `names`: the descriptors
+    to compute (a trained model's list); a name the installed RDKit lacks is a `UserError`. Rows
+    are cached per SMILES within the process."""
     available = descriptor_names()
     names = tuple(names or available)
     missing = [name for name in names if name not in available]
@@ -610,7 +611,9 @@ def read_tu(folder, vocabulary=None, label_names=None):
     else:
         edge_labels = None
         edge_features = np.ones((len(edge_pairs), 1), np.float32)
-    if label_names is None and node_labels is not None and edge_labels is not None:
+    if node_labels is None or edge_labels is None:
+        label_names = None  # molecules need both label files
+    elif label_names is None:
         label_names = tu_label_names(folder, name)
     if label_names is not None:
         label_names = {part: {int(label): value for label, value in label_names[part].items()} for part in ("node", "edge")}
