@@ -449,21 +449,20 @@ def _one_hot_labels(labels, vocabulary=None):
     return out, vocabulary
 
 
-TU_BOND_TYPES = ("single", "double", "triple", "aromatic")
+TU_BOND_TYPES = ("single", "double", "triple", "aromatic")  # names of RDKit's Chem.BondType, lower-cased
 
 
-def tu_label_names(folder, name):
+def tu_label_names(folder):
     """`{"node": {label: element}, "edge": {label: bond type}}` from a TU folder's README.txt, or None.
 
-    TU molecule datasets (MUTAG, PTC, NCI1, ...) describe their labels in README.txt as blocks
+    A TU molecule dataset's README.txt (MUTAG's, for one) describes its labels as blocks
     `Node labels:` / `Edge labels:` of lines `<label> <name>`. They count as molecules only when every
     node label names an element and every edge label a bond type (single, double, triple, aromatic).
     """
     from rdkit import Chem
 
-    readme = next((path for path in (pathlib.Path(folder) / "README.txt", pathlib.Path(folder) / f"{name}_README.txt")
-                   if path.is_file()), None)
-    if readme is None:
+    readme = pathlib.Path(folder) / "README.txt"
+    if not readme.is_file():
         return None
     blocks, current = {"node": {}, "edge": {}}, None
     for line in readme.read_text(errors="replace").splitlines():
@@ -502,14 +501,12 @@ def tu_molecule(node_labels, edge_pairs, edge_labels, names):
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")  # a rejected graph is reported in the notes, not as RDKit's stderr line
-    bond_type = {"single": Chem.BondType.SINGLE, "double": Chem.BondType.DOUBLE,
-                 "triple": Chem.BondType.TRIPLE, "aromatic": Chem.BondType.AROMATIC}
     mol = Chem.RWMol()
     for label in node_labels:
         mol.AddAtom(Chem.Atom(names["node"][int(label)]))
     for (begin, end), label in zip(edge_pairs, edge_labels):
         if begin < end:
-            mol.AddBond(int(begin), int(end), bond_type[names["edge"][int(label)]])
+            mol.AddBond(int(begin), int(end), getattr(Chem.BondType, names["edge"][int(label)].upper()))
     for bond in mol.GetBonds():
         if bond.GetBondType() == Chem.BondType.AROMATIC:
             bond.SetIsAromatic(True)
@@ -614,7 +611,7 @@ def read_tu(folder, vocabulary=None, label_names=None):
     if node_labels is None or edge_labels is None:
         label_names = None  # molecules need both label files
     elif label_names is None:
-        label_names = tu_label_names(folder, name)
+        label_names = tu_label_names(folder)
     if label_names is not None:
         label_names = {part: {int(label): value for label, value in label_names[part].items()} for part in ("node", "edge")}
         unnamed = sorted(set(int(x) for x in node_labels) - set(label_names["node"])) + sorted(
