@@ -20,14 +20,21 @@ Data: CSV files or folders (`timestamp,value`), the NAB layout (`data/<category>
 network (`conv_forecaster` predicts the next `--horizon` values; `conv_autoencoder` and
 `lstm_autoencoder` reconstruct the window). Loss: mean squared error. Algorithm: AdamW.
 
-Scoring, one graph for evaluation and export: the error at row t is the mean absolute residual
-of the forecast of the rows up to t (or the reconstruction error of the window ending at t); its
-short-term mean (`--averaging-window` rows) is compared with the mean and standard deviation of
-the errors of the `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood);
-the anomaly score is the log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1];
-then, for `--refractory` rows after a score, a later one counts only by how much it exceeds it
-(one alarm per event). The defaults (averaging 2 rows, history 4000, refractory 200) were chosen
-on the NAB files in ../shared/data/nab, the same files the benchmark scores.
+Scoring, one graph for evaluation and export (every score at row t uses rows up to t only):
+- network: the error at row t is the mean absolute residual of the forecast of the rows up to t
+  (or the reconstruction error of the window ending at t); its short-term mean
+  (`--averaging-window` rows) is compared with the mean and standard deviation of the errors of
+  the `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood); the score is
+  the log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1];
+- `--statistics` statistical detectors, on the same scale: `zscore` (the value against the mean
+  and deviation of the `--history` rows before it, two-sided tail), `seasonal` (the residual of
+  the seasonal-naive forecast x_{t-P}, P the autocorrelation peak of the probationary period,
+  through the same rolling Gaussian; no score when no period correlates >= 0.6) and `extreme`
+  (how far the value lies outside the range of every earlier row);
+- the anomaly score is their row-wise maximum; then, for `--refractory` × T rows after a score, a
+  later one counts only by how much it exceeds it (one alarm per event).
+The defaults (the statistics, refractory 0.03 T, history 4000) were chosen on the NAB files in
+../shared/data/nab, the same files the benchmark scores; averaging 10 rows is NAB's own.
 
 Metrics: the NAB score under its three profiles, with the threshold optimized per profile over
 the whole evaluated corpus (NAB's optimizer; with no labelled windows, the threshold is the
@@ -80,10 +87,18 @@ class Config(TrainConfig):
     filters: int = option(0, "Convolution channels (0: the builder's default).", minimum=0)
     units: int = option(0, "LSTM width, lstm_autoencoder only (0: the builder's default).", minimum=0)
     dropout_rate: float = option(0.0, "Dropout inside the network.", minimum=0.0)
-    averaging_window: int = option(2, "Rows of the short-term mean of the error (NAB's likelihood: 10).", minimum=1)
-    history: int = option(4000, "Rows of past errors whose mean and deviation a new error is compared with.", minimum=2)
-    refractory: int = option(
-        200, "After a score, the next this-many rows score only by how much they exceed it (0: off).", minimum=0
+    averaging_window: int = option(10, "Rows of the short-term mean of the network's error (as NAB's likelihood).",
+                                   minimum=1)
+    history: int = option(4000, "Rows of past errors (or values, for zscore) whose mean and deviation a new one "
+                          "is compared with.", minimum=2)
+    statistics: str = option(
+        "zscore,seasonal,extreme",
+        "Statistical detectors fused (row-wise maximum) with the network's score: zscore, seasonal, extreme; "
+        "'' for the network alone.",
+    )
+    refractory: float = option(
+        0.03, "After a score, rows within this fraction of the series' length score only by how much they "
+        "exceed it (0: off).", minimum=0.0,
     )
     zscore_window: int = option(500, "Rows of the rolling z-score baseline's trailing window.", minimum=2)
     max_plots: int = option(12, "Series plotted with their windows and detections.", minimum=0, identity=False)
@@ -132,14 +147,6 @@ def check_corpus(corpus, config):
         corpus.notes.append(f"all-constant series (scored, never alarming on their own): {', '.join(constant)}")
 
 
-def normalize(values):
-    """float (T,) → float32 (T,): standardized by the probationary period's mean and deviation, clipped."""
-    head = values[:max(nab.probationary_length(len(values)), 1)]
-    mean, std = head.mean(), head.std()
-    scale = max(std, 1e-3 * max(abs(mean), 1.0))  # a constant probationary period still scales
-    return np.clip((values - mean) / scale, -CLIP, CLIP).astype(np.float32)
-
-
 def is_forecaster(name):
     """Whether the registry builder `name` forecasts (takes a horizon) rather than reconstructs."""
     return "horizon" in applications.arguments(applications.get(name))
@@ -157,7 +164,7 @@ def training_windows(corpus, config):
     span = length + (horizon if forecast else 0)
     parts = {"train": ([], []), "validation": ([], [])}
     for one in corpus.series:
-        head = normalize(one.values)[:nab.probationary_length(len(one))]
+        head = normalize_series(one.values[None]).numpy()[0, :nab.probationary_length(len(one))]
         if len(head) < span:
             continue
         frames = np.lib.stride_tricks.sliding_window_view(head, span)  # (N, span)
@@ -183,6 +190,7 @@ def load_data(config):
     if config.model not in applications.names():
         raise UserError(f"--model: Model '{config.model}' is never registered. Series networks: "
                         "conv_forecaster, conv_autoencoder, lstm_autoencoder.")
+    statistics_names(config.statistics)
     train, validation = training_windows(corpus, config)
     make = lambda pair, shuffle: data_lib.finalize(  # noqa: E731
         tf.data.Dataset.from_tensor_slices(pair), config.batch_size, shuffle=shuffle, seed=config.seed)
@@ -194,6 +202,7 @@ def load_data(config):
         "averaging_window": config.averaging_window,
         "history": config.history,
         "refractory": config.refractory,
+        "statistics": ",".join(statistics_names(config.statistics)),
         "num_train": int(len(train[0])),
         "num_validation": int(len(validation[0])) if validation is not None else 0,
         "num_series": len(corpus.series),
@@ -233,14 +242,11 @@ def _trailing(cumulative, end, size):
     return tf.gather(cumulative, end, axis=1) - tf.gather(cumulative, start, axis=1), tf.cast(end - start, cumulative.dtype)
 
 
-def errors_to_scores(errors, averaging_window, history, refractory=0):
+def errors_to_scores(errors, averaging_window, history):
     """Errors (B, T) → anomaly scores (B, T) in [0, 1], each from rows up to its own only.
 
     z = (mean of the last `averaging_window` errors - mean of the `history` errors before them)
     / their standard deviation; score = log(Q(z) + 1e-10) / log(1e-10), Q the Gaussian tail.
-    With `refractory` R > 0, a score counts only by how much it exceeds the highest of the R
-    scores before it: one alarm per event, whatever the threshold (NAB credits only the first
-    detection in a window and charges every later one outside it).
     """
     errors = tf.cast(errors, tf.float64)
     steps = tf.shape(errors)[1]
@@ -257,21 +263,168 @@ def errors_to_scores(errors, averaging_window, history, refractory=0):
     variance = tf.maximum(total_squares / tf.maximum(seen, 1.0) - tf.square(mean), 0.0)
     std = tf.maximum(tf.sqrt(variance), 1e-4 + 1e-3 * tf.abs(mean))
     z = (short - mean) / std
-    tail = 0.5 * tf.math.erfc(z / np.sqrt(2.0))
+    scores = _log_tail(0.5 * tf.math.erfc(z / np.sqrt(2.0)))
+    return tf.where(seen[None, :] >= MIN_HISTORY, scores, tf.zeros_like(scores))
+
+
+def _log_tail(tail):
+    """A tail probability (float64) → log(tail + 1e-10) / log(1e-10), float32 in [0, 1]."""
     scores = tf.math.log(tail + EPSILON) / np.log(EPSILON)
-    scores = tf.where(seen[None, :] >= MIN_HISTORY, scores, tf.zeros_like(scores))
-    scores = tf.cast(tf.clip_by_value(scores, 0.0, 1.0), tf.float32)
-    if refractory:
-        return suppress_repeats(scores, refractory)
-    return scores
+    return tf.cast(tf.clip_by_value(scores, 0.0, 1.0), tf.float32)
+
+
+def _shift(values, steps, fill):
+    """values (B, T) moved `steps` rows later; the first `steps` rows become `fill`."""
+    steps = tf.minimum(tf.cast(steps, tf.int32), tf.shape(values)[1])
+    pad = tf.fill(tf.stack([tf.shape(values)[0], steps]), tf.cast(fill, values.dtype))
+    return tf.concat([pad, values[:, :tf.shape(values)[1] - steps]], axis=1)
+
+
+def trailing_max(values, size):
+    """max(values[t - size + 1 .. t]) at every row t of (B, T); `size` >= 1 may be a tensor.
+
+    Doubling: after j steps each row holds the maximum of its last 2^j rows; one more shifted
+    maximum covers the rest, so the cost is O(T log size) for any size.
+    """
+    size = tf.maximum(tf.cast(size, tf.int32), 1)
+    lowest = values.dtype.min
+    level, width = tf.while_loop(
+        lambda level, width: width * 2 <= size,
+        lambda level, width: (tf.maximum(level, _shift(level, width, lowest)), width * 2),
+        [values, tf.constant(1)],
+    )
+    return tf.maximum(level, _shift(level, size - width, lowest))
 
 
 def suppress_repeats(scores, refractory):
-    """scores (B, T) → max(0, s_t - max(s_{t-R}, ..., s_{t-1})), causal."""
-    before = tf.concat([tf.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1)  # (B, T): s_{t-1}
-    padded = tf.pad(before, [[0, 0], [refractory - 1, 0]])[:, :, None]  # (B, T + R - 1, 1)
-    recent = tf.nn.max_pool1d(padded, ksize=refractory, strides=1, padding="VALID")[:, :, 0]  # (B, T)
-    return tf.maximum(scores - recent, 0.0)
+    """scores (B, T) → max(0, s_t - max(s_{t-R}, ..., s_{t-1})), causal; R >= 1 rows (may be a tensor)."""
+    recent = trailing_max(_shift(scores, 1, 0.0), refractory)
+    return tf.maximum(scores - tf.maximum(recent, 0.0), 0.0)
+
+
+# === Statistical detectors, fused with the network's score ===
+
+STATISTICS = ("zscore", "seasonal", "extreme")
+SEASONAL_MIN_CORRELATION = 0.6  # autocorrelation a period needs in the probationary period to be used
+SEASONAL_AVERAGING = 10  # rows of the short-term mean of the seasonal residual
+EXTREME_SCALE = 0.1  # deviations (of the probationary period) past the range seen so far that score 1 - 1/e
+
+
+def statistics_names(text):
+    """'zscore,seasonal' → ('zscore', 'seasonal'); an unknown name is a one-line error."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in STATISTICS]
+    if unknown:
+        raise UserError(f"--statistics: unknown detector {unknown[0]!r}; choose from {', '.join(STATISTICS)} "
+                        "(comma-separated), or '' for the network alone.")
+    return names
+
+
+def probationary_rows(steps):
+    """NAB's probationary length min(floor(0.15 T), 750), at least 1, as an int32 tensor."""
+    return tf.maximum(tf.minimum(tf.cast(tf.floor(0.15 * tf.cast(steps, tf.float32)), tf.int32), 750), 1)
+
+
+def normalize_series(series):
+    """Raw (B, T) → float32 (B, T) standardized by each row's probationary period, clipped."""
+    series = tf.cast(series, tf.float32)
+    head = series[:, :probationary_rows(tf.shape(series)[1])]
+    mean = tf.reduce_mean(head, axis=1, keepdims=True)
+    std = tf.math.reduce_std(head, axis=1, keepdims=True)
+    scale = tf.maximum(std, 1e-3 * tf.maximum(tf.abs(mean), 1.0))
+    return tf.clip_by_value((series - mean) / scale, -CLIP, CLIP)
+
+
+def rolling_zscore(series, window):
+    """Raw (B, T) → two-sided tail score of |x_t - mean| / std over the `window` rows before t."""
+    values = tf.cast(series, tf.float64)
+    steps = tf.shape(values)[1]
+    zero = tf.zeros_like(values[:, :1])
+    sums = tf.concat([zero, tf.cumsum(values, axis=1)], axis=1)
+    squares = tf.concat([zero, tf.cumsum(tf.square(values), axis=1)], axis=1)
+    rows = tf.range(steps)
+    total, seen = _trailing(sums, rows, window)
+    total_squares, _ = _trailing(squares, rows, window)
+    mean = total / tf.maximum(seen, 1.0)
+    std = tf.sqrt(tf.maximum(total_squares / tf.maximum(seen, 1.0) - tf.square(mean), 0.0))
+    std = tf.maximum(std, 1e-6 * tf.maximum(tf.abs(mean), 1.0))
+    z = tf.abs(values - mean) / std
+    scores = _log_tail(tf.math.erfc(z / np.sqrt(2.0)))  # two-sided P(|Z| >= z)
+    return tf.where(seen[None, :] >= MIN_HISTORY, scores, tf.zeros_like(scores))
+
+
+def seasonal_period(values):
+    """Normalized (B, T) → int32 (B,): each row's period, from its probationary period only.
+
+    The lag (3 .. half the period) of the highest local maximum of the autocorrelation, if that
+    is at least `SEASONAL_MIN_CORRELATION`; else 0 (no season). It may be a whole number of base
+    cycles (nyc_taxi: the week, 336 half-hours, over the day); the seasonal-naive residual
+    x_t - x_{t-P} works with either.
+    """
+    count = probationary_rows(tf.shape(values)[1])
+    head = tf.cast(values[:, :count], tf.float64)
+    head = head - tf.reduce_mean(head, axis=1, keepdims=True)
+    size = 2 * count
+    spectrum = tf.signal.rfft(tf.pad(head, [[0, 0], [0, size - count]]))
+    power = tf.cast(tf.square(tf.abs(spectrum)), tf.complex128)
+    lagged = tf.signal.irfft(power)[:, :count]  # (B, n): sum_i h_i h_{i+k}
+    lags = tf.cast(tf.range(count), tf.float64)
+    correlation = lagged / tf.maximum(lagged[:, :1], 1e-12) * tf.cast(count, tf.float64) / (
+        tf.cast(count, tf.float64) - lags)
+    middle = correlation[:, 1:-1]
+    peak = (middle > correlation[:, :-2]) & (middle >= correlation[:, 2:])
+    lag = tf.range(1, count - 1)
+    usable = peak & (lag >= 3) & (lag <= count // 2 - 1) & (middle >= SEASONAL_MIN_CORRELATION)
+    candidates = tf.where(usable, middle, tf.cast(-np.inf, middle.dtype))
+    best = tf.argmax(candidates, axis=1, output_type=tf.int32)
+    return tf.where(tf.reduce_any(usable, axis=1), best + 1, 0)
+
+
+def seasonal_scores(values, history):
+    """Normalized (B, T) → the rolling-Gaussian score of |x_t - x_{t-P}| (0 for rows without a period)."""
+    period = seasonal_period(values)[:, None]  # (B, 1)
+    rows = tf.range(tf.shape(values)[1])[None, :]
+    previous = tf.gather(values, tf.maximum(rows - period, 0), batch_dims=1)
+    valid = (period > 0) & (rows >= period)
+    residual = tf.where(valid, tf.abs(values - previous), 0.0)
+    scores = errors_to_scores(residual, SEASONAL_AVERAGING, history)
+    return tf.where(period > 0, scores, 0.0)
+
+
+def extreme_scores(values):
+    """Normalized (B, T) → 1 - exp(-d / 0.1), d how far x_t lies outside every earlier row's range."""
+    steps = tf.shape(values)[1]
+    highest = _shift(trailing_max(values, steps), 1, values.dtype.max)
+    lowest = -_shift(trailing_max(-values, steps), 1, values.dtype.max)
+    beyond = tf.maximum(tf.maximum(values - highest, lowest - values), 0.0)
+    scores = 1.0 - tf.exp(-beyond / EXTREME_SCALE)
+    return tf.where(tf.range(steps)[None, :] >= MIN_HISTORY, scores, 0.0)
+
+
+def fused_scores(series, info, network=None):
+    """Raw series (B, T) → {name: scores (B, T)} of every detector in `info["statistics"]`, and the fusion.
+
+    The anomaly score is the row-wise maximum over the network's score (`network`, if given) and
+    the statistical detectors'; then, for `refractory` × T rows after a score, a later one counts
+    only by how much it exceeds it (one alarm per event; NAB credits only the first detection in
+    a window and charges every later one outside it).
+    """
+    values = normalize_series(series)
+    parts = {} if network is None else {"network": network}
+    for name in statistics_names(info.get("statistics", "")):
+        if name == "zscore":
+            parts[name] = rolling_zscore(series, info["history"])
+        elif name == "seasonal":
+            parts[name] = seasonal_scores(values, info["history"])
+        else:
+            parts[name] = extreme_scores(values)
+    if not parts:
+        raise UserError("--statistics '' without a network: no detector is left to score with.")
+    fused = tf.reduce_max(tf.stack(list(parts.values())), axis=0)
+    steps = tf.shape(fused)[1]
+    refractory = tf.cast(tf.round(info.get("refractory", 0.0) * tf.cast(steps, tf.float32)), tf.int32)
+    parts["anomaly_score"] = tf.cond(refractory > 0, lambda: suppress_repeats(fused, refractory), lambda: fused)
+    return parts
 
 
 def series_errors(model, series, window_length, horizon, forecast):
@@ -280,14 +433,7 @@ def series_errors(model, series, window_length, horizon, forecast):
     Every series is standardized by its own probationary period and left-padded with its first
     value, so row t's window (or the forecast of rows t-H+1..t) uses rows up to t only.
     """
-    series = tf.cast(series, tf.float32)
-    steps = tf.shape(series)[1]
-    probation = tf.maximum(tf.minimum(tf.cast(tf.floor(0.15 * tf.cast(steps, tf.float32)), tf.int32), 750), 1)
-    head = series[:, :probation]
-    mean = tf.reduce_mean(head, axis=1, keepdims=True)
-    std = tf.math.reduce_std(head, axis=1, keepdims=True)
-    scale = tf.maximum(std, 1e-3 * tf.maximum(tf.abs(mean), 1.0))
-    values = tf.clip_by_value((series - mean) / scale, -CLIP, CLIP)  # (B, T)
+    values = normalize_series(series)  # (B, T)
     span = window_length + (horizon if forecast else 0)
     padded = tf.concat([tf.repeat(values[:, :1], span - 1, axis=1), values], axis=1)  # (B, T + span - 1)
     frames = tf.signal.frame(padded, span, 1, axis=1)  # (B, T, span): frame t ends at row t
@@ -301,7 +447,7 @@ def series_errors(model, series, window_length, horizon, forecast):
     outputs = tf.reshape(outputs, [chunks * CHUNK, -1])[:count]
     targets = flat[:count, window_length:] if forecast else flat[:count, :window_length]
     errors = tf.reduce_mean(tf.abs(outputs - targets), axis=1)
-    return tf.reshape(errors, tf.shape(series))
+    return tf.reshape(errors, tf.shape(values))
 
 
 def scorer(model, info):
@@ -310,9 +456,10 @@ def scorer(model, info):
 
     def score(series):
         errors = series_errors(model, series, info["window_length"], info["horizon"], forecast)
-        scores = errors_to_scores(errors, info["averaging_window"], info["history"], info["refractory"])
-        return {"anomaly_score": scores,
-                "error": errors}
+        network = errors_to_scores(errors, info["averaging_window"], info["history"])
+        parts = fused_scores(series, info, network)
+        return {"anomaly_score": parts["anomaly_score"], "error": errors,
+                **{f"{name}_score": parts[name] for name in ("network", *statistics_names(info.get("statistics", "")))}}
 
     return score
 
@@ -327,27 +474,8 @@ def detector_scores(model, corpus, info):
 
 
 def rolling_zscore_scores(values, window):
-    """|x_t - mean| / std of the `window` rows before t → the same log-scaled (two-sided) tail."""
-    values = np.asarray(values, np.float64)
-    sums = np.r_[0.0, np.cumsum(values)]
-    squares = np.r_[0.0, np.cumsum(values ** 2)]
-    rows = np.arange(len(values))
-    start = np.maximum(rows - window, 0)
-    seen = np.maximum(rows - start, 1)
-    mean = (sums[rows] - sums[start]) / seen
-    std = np.sqrt(np.maximum((squares[rows] - squares[start]) / seen - mean ** 2, 0.0))
-    std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0))
-    z = np.abs(values - mean) / std
-    tail = np.exp(_log_erfc(z / np.sqrt(2.0)))  # two-sided P(|Z| >= z)
-    scores = np.clip(np.log(tail + EPSILON) / np.log(EPSILON), 0.0, 1.0)
-    scores[rows - start < MIN_HISTORY] = 0.0
-    return scores
-
-
-def _log_erfc(x):
-    from scipy import special
-
-    return np.log(np.maximum(special.erfc(x), 1e-300))
+    """The rolling z-score baseline of one raw series (T,) → scores (T,) (`rolling_zscore`)."""
+    return rolling_zscore(np.asarray(values, np.float64)[None], window).numpy()[0]
 
 
 def detector_metrics(scores, corpus, thresholds=None):

@@ -44,7 +44,7 @@ def demo_run(tmp_path_factory):
 # === Scores ===
 
 
-def test_errors_to_scores_flag_a_jump_once_and_stay_in_the_unit_interval():
+def test_errors_to_scores_flag_a_jump_and_stay_in_the_unit_interval():
     rng = np.random.default_rng(0)
     errors = np.abs(rng.normal(0, 1, (1, 1500))).astype(np.float32)
     errors[0, 1000] = 12.0
@@ -52,11 +52,66 @@ def test_errors_to_scores_flag_a_jump_once_and_stay_in_the_unit_interval():
     assert plain.min() >= 0.0 and plain.max() <= 1.0
     assert plain[1000] > 0.99 and np.median(plain[100:]) < 0.1
     assert (plain[:ad.MIN_HISTORY] == 0).all()  # no history yet: no score
-    once = ad.errors_to_scores(errors, averaging_window=3, history=500, refractory=50).numpy()[0]
-    assert once[1000] > 0.5
-    assert once[1001:1003].max() < 0.1  # still high errors, but no new alarm inside the refractory span
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 50, 400])
+def test_trailing_max_is_the_brute_force_window_maximum(size):
+    values = np.random.default_rng(size).normal(0, 1, (2, 300)).astype(np.float32)
+    expected = np.stack([[row[max(t - size + 1, 0):t + 1].max() for t in range(300)] for row in values])
+    np.testing.assert_array_equal(ad.trailing_max(tf.constant(values), tf.constant(size)).numpy(), expected)
+
+
+def test_suppress_repeats_keeps_only_what_exceeds_the_recent_maximum():
     np.testing.assert_allclose(ad.suppress_repeats(tf.constant([[0.2, 0.5, 0.4, 0.9, 0.1]]), 2).numpy(),
                                [[0.2, 0.3, 0.0, 0.4, 0.0]], atol=1e-6)
+
+
+def test_seasonal_period_is_found_in_the_probationary_period_only():
+    rng = np.random.default_rng(2)
+    steps = np.arange(4000)
+    daily = np.sin(2 * np.pi * steps / 48) + rng.normal(0, 0.2, len(steps))
+    noise = rng.normal(0, 1, len(steps))
+    later = daily.copy()
+    later[600:] = np.sin(2 * np.pi * steps[600:] / 30)  # after the 600-row probationary period
+    periods = ad.seasonal_period(ad.normalize_series(tf.constant(np.stack([daily, noise, later]), tf.float32)))
+    daily_lag, noise_lag, later_lag = periods.numpy().tolist()
+    assert noise_lag == 0
+    assert daily_lag == later_lag and daily_lag % 48 == 0 and 48 <= daily_lag <= 300  # a whole number of cycles
+
+
+def test_seasonal_and_extreme_detectors_flag_what_the_zscore_cannot():
+    rng = np.random.default_rng(3)
+    steps = np.arange(3000)
+    values = 10 + 5 * np.sign(np.sin(2 * np.pi * steps / 96)) + rng.normal(0, 0.3, len(steps))
+    values[2000:2048] = 15 + rng.normal(0, 0.3, 48)  # a missing low half-cycle: every value is normal
+    values[2600] = 25.0  # above everything seen before
+    series = tf.constant(values[None], tf.float32)
+    normalized = ad.normalize_series(series)
+    seasonal = ad.seasonal_scores(normalized, history=4000).numpy()[0]
+    zscore = ad.rolling_zscore(series, 4000).numpy()[0]
+    extreme = ad.extreme_scores(normalized).numpy()[0]
+    assert seasonal[2000:2048].max() > 0.99 and np.median(seasonal[500:1900]) < 0.1
+    assert zscore[2000:2048].max() < 0.5  # the values are ordinary; only their timing is not
+    assert extreme[2600] > 0.99 and extreme[500:2600].max() < 0.5
+
+
+def test_fused_scores_take_the_maximum_then_one_alarm_per_event():
+    rng = np.random.default_rng(4)
+    values = rng.normal(0, 1, (1, 3000)).astype(np.float32)
+    values[0, 2000:2005] += 12.0
+    info = {"statistics": "zscore", "history": 1000, "refractory": 0.0}
+    raw = ad.fused_scores(tf.constant(values), info)
+    np.testing.assert_array_equal(raw["anomaly_score"].numpy(), raw["zscore"].numpy())
+    assert raw["zscore"].numpy()[0, 2000:2005].min() > 0.99
+    once = ad.fused_scores(tf.constant(values), {**info, "refractory": 0.05})["anomaly_score"].numpy()[0]
+    plain = raw["zscore"].numpy()[0]
+    assert once[2000] == pytest.approx(plain[2000] - plain[1850:2000].max(), abs=1e-6)  # 0.05 × 3000 rows
+    assert once[2000] > 0.5 and once[2001:2005].max() < 0.01  # one alarm, no repeat
+    network = tf.constant(np.linspace(0, 1, 3000)[None], tf.float32)
+    both = ad.fused_scores(tf.constant(values), info, network)
+    np.testing.assert_allclose(both["anomaly_score"].numpy(), np.maximum(raw["zscore"].numpy(), network.numpy()))
+    with pytest.raises(UserError, match="--statistics: unknown detector 'spectral'"):
+        ad.fused_scores(tf.constant(values), {**info, "statistics": "zscore,spectral"})
 
 
 def test_rolling_zscore_baseline_flags_a_spike():
@@ -119,6 +174,9 @@ def test_export_and_predict_give_the_in_process_scores(demo_run, tmp_path, capsy
     (version,) = export_root.iterdir()
     assets = json.loads((version / "assets" / "info.json").read_text())
     assert "thresholds" in assets
+    outputs = tf.saved_model.load(str(version)).signatures["serving_default"].structured_outputs
+    assert set(outputs) == {"anomaly_score", "error", "detection", "network_score", "zscore_score", "seasonal_score",
+                            "extreme_score"}
     values = series_readers.demo_series("level_shift", seed=11).values
     csv = write_csv(tmp_path / "shift.csv", values)
     ad.predict([str(csv)], str(export_root), str(tmp_path / "out"))
@@ -136,7 +194,7 @@ def test_help_lists_every_config_field(capsys):
     with pytest.raises(SystemExit):
         cli.main(ad, ["train", "--help"])
     text = capsys.readouterr().out
-    for field in ("--window-length", "--horizon", "--averaging-window", "--history", "--refractory",
+    for field in ("--window-length", "--horizon", "--averaging-window", "--history", "--refractory", "--statistics",
                   "--zscore-window", "--labels", "--files", "--model", "--max-plots"):
         assert field in text
 
@@ -185,15 +243,15 @@ def test_cli_file_without_a_value_column_is_one_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_nab_known_cause_beats_the_rolling_zscore_and_the_export_agrees(shared_data, tmp_path):
-    """realKnownCause (7 files, 69,561 rows): NAB standard score above the z-score's by > 5 points."""
+    """realKnownCause (7 files, 69,561 rows): NAB standard score above the z-score's by > 20 points."""
     config = ad.Config(data=str(shared_data / "nab"), files="realKnownCause/*", runs_dir=str(tmp_path / "runs"),
                        export_dir=str(tmp_path / "saved_models"), verbose=0, max_plots=2)
     model = ad.train(config)
     (run,) = (tmp_path / "runs" / "anomaly_detection").iterdir()
     record = json.loads((run / "metrics.json").read_text())
     ours, zscore = record["metrics"]["nab_standard"], record["baseline"]["nab_standard"]
-    assert ours > zscore + 5.0, (ours, zscore)
-    assert ours > record["baseline"]["random"]["nab_standard"] + 5.0
+    assert ours > zscore + 20.0, (ours, zscore)  # measured 61.8 against 24.9
+    assert ours > record["baseline"]["random"]["nab_standard"] + 20.0
     # The SavedModel, reloaded by `predict` in a fresh process, gives the in-process scores.
     csv = shared_data / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv"
     result = helpers.run_cli("anomaly_detection", "predict", csv, "--model",
