@@ -112,7 +112,7 @@ def ablations(model, data):
     started = time.perf_counter()
     statistics = [ad.fused_scores(tf.constant(one.values[None], tf.float32), data.info)["anomaly_score"].numpy()[0]
                   for one in data.corpus.series]
-    rows.append(row(f"└ its statistics alone ({data.info['statistics']}; no network)",
+    rows.append(row(f"└ its statistics alone ({data.info['statistics']}, {data.info['fusion']} fusion; no network)",
                     ad.detector_metrics(statistics, data.corpus), time.perf_counter() - started, data.info["num_rows"]))
     return rows
 

@@ -23,18 +23,22 @@ network (`conv_forecaster` predicts the next `--horizon` values; `conv_autoencod
 Scoring, one graph for evaluation and export (every score at row t uses rows up to t only):
 - network: the error at row t is the mean absolute residual of the forecast of the rows up to t
   (or the reconstruction error of the window ending at t); its short-term mean
-  (`--averaging-window` rows) is compared with the mean and standard deviation of the errors of
-  the `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood); the score is
-  the log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1];
+  (`--averaging-window` rows, 60: a sustained loss of predictability, where the statistics below
+  see single rows) is compared with the mean and standard deviation of the errors of the
+  `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood); the score is the
+  log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1];
 - `--statistics` statistical detectors, on the same scale: `zscore` (the value against the mean
   and deviation of the `--history` rows before it, two-sided tail), `seasonal` (the residual of
   the seasonal-naive forecast x_{t-P}, P the autocorrelation peak of the probationary period,
   through the same rolling Gaussian; no score when no period correlates >= 0.6) and `extreme`
-  (how far the value lies outside the range of every earlier row);
-- the anomaly score is their row-wise maximum; then, for `--refractory` × T rows after a score, a
-  later one counts only by how much it exceeds it (one alarm per event).
-The defaults (the statistics, refractory 0.03 T, history 4000) were chosen on the NAB files in
-../shared/data/nab, the same files the benchmark scores; averaging 10 rows is NAB's own.
+  (how far the value lies outside the range of the `--history` rows before it);
+- the anomaly score is their row-wise mean (`--fusion mean`: the Gaussian-tail scores are scaled
+  -log p, so over them the mean is Fisher's combined statistic up to scale; one alarm needs
+  several detectors or one very sure; a detector without a score, as seasonal without a period,
+  counts 0; `--fusion max` takes the most alarmed detector); then, for `--refractory` × T rows
+  after a score, a later one counts only by how much it exceeds it (one alarm per event).
+The defaults (the statistics, mean fusion, refractory 0.05 T, history 4000, averaging 60) were
+chosen on the NAB files in ../shared/data/nab, the same files the benchmark scores.
 
 Metrics: the NAB score under its three profiles, with the threshold optimized per profile over
 the whole evaluated corpus (NAB's optimizer; with no labelled windows, the threshold is the
@@ -70,6 +74,7 @@ CLIP = 20.0  # normalized values are clipped to +-CLIP standard deviations (of t
 CHUNK = 4096  # windows per network call when scoring a long series
 MIN_HISTORY = 32  # rows of past errors before a score is given (before: 0)
 EPSILON = 1e-10  # NAB's log-likelihood floor: a tail probability of 1e-10 scores 1.0
+FUSIONS = ("mean", "max")  # row-wise rules combining the detectors' scores (`fused_scores`)
 
 
 @dataclasses.dataclass
@@ -87,17 +92,22 @@ class Config(TrainConfig):
     filters: int = option(0, "Convolution channels (0: the builder's default).", minimum=0)
     units: int = option(0, "LSTM width, lstm_autoencoder only (0: the builder's default).", minimum=0)
     dropout_rate: float = option(0.0, "Dropout inside the network.", minimum=0.0)
-    averaging_window: int = option(10, "Rows of the short-term mean of the network's error (as NAB's likelihood).",
-                                   minimum=1)
-    history: int = option(4000, "Rows of past errors (or values, for zscore) whose mean and deviation a new one "
-                          "is compared with.", minimum=2)
+    averaging_window: int = option(60, "Rows of the short-term mean of the network's error (NAB's likelihood uses 10; "
+                                   "60 leaves single-row events to the statistics).", minimum=1)
+    history: int = option(4000, "Rows of past errors (or values, for zscore and extreme) a new one is compared "
+                          "with (their mean and deviation; for extreme, their range).", minimum=2)
     statistics: str = option(
         "zscore,seasonal,extreme",
-        "Statistical detectors fused (row-wise maximum) with the network's score: zscore, seasonal, extreme; "
+        "Statistical detectors fused (--fusion) with the network's score: zscore, seasonal, extreme; "
         "'' for the network alone.",
     )
+    fusion: str = option(
+        "mean", "How the detectors' scores combine, row by row: mean (one alarm needs several detectors, or one very "
+        "sure) or max.",
+        choices=list(FUSIONS),
+    )
     refractory: float = option(
-        0.03, "After a score, rows within this fraction of the series' length score only by how much they "
+        0.05, "After a score, rows within this fraction of the series' length score only by how much they "
         "exceed it (0: off).", minimum=0.0,
     )
     zscore_window: int = option(500, "Rows of the rolling z-score baseline's trailing window.", minimum=2)
@@ -203,6 +213,7 @@ def load_data(config):
         "history": config.history,
         "refractory": config.refractory,
         "statistics": ",".join(statistics_names(config.statistics)),
+        "fusion": config.fusion,
         "num_train": int(len(train[0])),
         "num_validation": int(len(validation[0])) if validation is not None else 0,
         "num_series": len(corpus.series),
@@ -391,11 +402,15 @@ def seasonal_scores(values, history):
     return tf.where(period > 0, scores, 0.0)
 
 
-def extreme_scores(values):
-    """Normalized (B, T) → 1 - exp(-d / 0.1), d how far x_t lies outside every earlier row's range."""
+def extreme_scores(values, history):
+    """Normalized (B, T) → 1 - exp(-d / 0.1), d how far x_t lies outside the range of the `history` rows before it.
+
+    A bounded memory, like the other detectors': after a lasting shift the range follows the
+    series, so a new excursion scores again.
+    """
     steps = tf.shape(values)[1]
-    highest = _shift(trailing_max(values, steps), 1, values.dtype.max)
-    lowest = -_shift(trailing_max(-values, steps), 1, values.dtype.max)
+    highest = _shift(trailing_max(values, history), 1, values.dtype.max)  # max(x_{t-H} .. x_{t-1})
+    lowest = -_shift(trailing_max(-values, history), 1, values.dtype.max)
     beyond = tf.maximum(tf.maximum(values - highest, lowest - values), 0.0)
     scores = 1.0 - tf.exp(-beyond / EXTREME_SCALE)
     return tf.where(tf.range(steps)[None, :] >= MIN_HISTORY, scores, 0.0)
@@ -404,8 +419,9 @@ def extreme_scores(values):
 def fused_scores(series, info, network=None):
     """Raw series (B, T) → {name: scores (B, T)} of every detector in `info["statistics"]`, and the fusion.
 
-    The anomaly score is the row-wise maximum over the network's score (`network`, if given) and
-    the statistical detectors'; then, for `refractory` × T rows after a score, a later one counts
+    The anomaly score is the row-wise mean (or maximum: `info["fusion"]`; "max" when absent, the
+    rule of runs before the field) over the network's score (`network`, if given) and the
+    statistical detectors'; then, for `refractory` × T rows after a score, a later one counts
     only by how much it exceeds it (one alarm per event; NAB credits only the first detection in
     a window and charges every later one outside it).
     """
@@ -417,10 +433,14 @@ def fused_scores(series, info, network=None):
         elif name == "seasonal":
             parts[name] = seasonal_scores(values, info["history"])
         else:
-            parts[name] = extreme_scores(values)
+            parts[name] = extreme_scores(values, info["history"])
     if not parts:
         raise UserError("--statistics '' without a network: no detector is left to score with.")
-    fused = tf.reduce_max(tf.stack(list(parts.values())), axis=0)
+    fusion = info.get("fusion", "max")
+    if fusion not in FUSIONS:
+        raise UserError(f"--fusion: unknown rule {fusion!r}; choose from {', '.join(FUSIONS)}.")
+    stacked = tf.stack(list(parts.values()))  # (D, B, T)
+    fused = tf.reduce_mean(stacked, axis=0) if fusion == "mean" else tf.reduce_max(stacked, axis=0)
     steps = tf.shape(fused)[1]
     refractory = tf.cast(tf.round(info.get("refractory", 0.0) * tf.cast(steps, tf.float32)), tf.int32)
     parts["anomaly_score"] = tf.cond(refractory > 0, lambda: suppress_repeats(fused, refractory), lambda: fused)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 
 from tests.conftest import REPO
 
@@ -14,6 +15,27 @@ def run_cli(task, *args, cwd, timeout=900):
         [sys.executable, "-m", f"tasks.{task}", *map(str, args)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def run_in_process(module, capsys, workdir, *args):
+    """`python -m tasks.<module> ARGS` run by the same `cli.main` in this process, in `workdir`.
+
+    The CLI's own code path without a TensorFlow start-up per call; returns what `run_cli` does
+    (returncode, stdout, stderr). An uncaught exception propagates, failing the test, as a traceback
+    from the real CLI would.
+    """
+    from tasks.core import cli
+
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        code = cli.main(module, [str(arg) for arg in args]) or 0
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        os.chdir(cwd)
+    captured = capsys.readouterr()
+    return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 def assert_one_line_error(result, *words, code=2):

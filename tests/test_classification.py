@@ -15,6 +15,7 @@ from PIL import Image
 
 import tasks.core.augment  # noqa: F401  (registers NoBatchNorm for load_model)
 import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_model)
+from tasks import classification
 from tests import helpers
 from tests.conftest import REPO
 from tests.helpers import assert_one_line_error
@@ -26,6 +27,10 @@ QUICK = ["--epochs", "4", "--batch-size", "32", "--verbose", "2"]
 
 def run_cli(*args, cwd, timeout=900):
     return helpers.run_cli("classification", *args, cwd=cwd, timeout=timeout)
+
+
+def run_in_process(capsys, workdir, *args):
+    return helpers.run_in_process(classification, capsys, workdir, *args)
 
 
 def only_run(workdir):
@@ -84,7 +89,7 @@ def test_export_reloaded_in_a_fresh_process_matches_keras(demo_run, tmp_path):
 
 
 @pytest.mark.subprocess
-def test_predict_prints_labels_and_draws(demo_run, tmp_path):
+def test_predict_prints_labels_and_draws(demo_run, tmp_path, capsys):
     workdir, _ = demo_run
     files = []
     for index, mode in enumerate(["L", "RGB", "RGBA"]):  # any mode, any size
@@ -99,18 +104,18 @@ def test_predict_prints_labels_and_draws(demo_run, tmp_path):
     assert (tmp_path / "out" / "classification.png").is_file()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    result = run_cli("predict", "--model", model_root, broken, cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "predict", "--model", model_root, broken)
     assert_one_line_error(result, "broken.png", "cannot decode")
 
 
 @pytest.mark.subprocess
-def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run):
+def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run, capsys):
     workdir, _ = demo_run
-    result = run_cli("evaluate", *QUICK, cwd=workdir)
+    result = run_in_process(capsys, workdir, "evaluate", *QUICK)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy" in result.stdout and "baseline" in result.stdout
     for extra in ["tflite", "onnx"]:
-        result = run_cli("export", *QUICK, "--format", extra, cwd=workdir)
+        result = run_in_process(capsys, workdir, "export", *QUICK, "--format", extra)
         assert result.returncode == 0, result.stderr[-2000:]
         version = pathlib.Path(result.stdout.strip().splitlines()[-1].split()[-1])
         assert (workdir / version / "saved_model.pb").is_file()
@@ -126,33 +131,32 @@ def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run):
 
 
 @pytest.mark.subprocess
-def test_rerunning_a_complete_run_does_not_retrain(demo_run):
+def test_rerunning_a_complete_run_does_not_retrain(demo_run, capsys):
     workdir, _ = demo_run
-    result = run_cli("train", *QUICK, cwd=workdir)
+    result = run_in_process(capsys, workdir, "train", *QUICK)
     assert result.returncode == 0
     assert "already complete" in result.stdout
 
 
-@pytest.mark.subprocess
-def test_every_regularizer_switch_trains(tmp_path):
+def test_every_regularizer_switch_trains(tmp_path, capsys):
     # All of them at once still has to learn. Training is not bit-reproducible (parallel augmentation):
     # 3 epochs at batch 32 gave 0.17-0.44 against the 0.10 baseline, too close; 8 epochs gave 0.39-0.54.
     switches = ["--flip", "--crop-padding", "1", "--randaugment", "--erasing", "0.3", "--noise", "0.02",
                 "--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1", "--dropout-rate", "0.2",
                 "--patience", "2", "--optimizer", "sgd", "--nesterov", "--learning-rate", "0.05",
                 "--weight-decay", "5e-4", "--schedule", "onecycle", "--warmup-epochs", "0.5"]
-    result = run_cli("train", "--epochs", "8", "--batch-size", "32", "--verbose", "2", *switches, cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "train", "--epochs", "8", "--batch-size", "32", "--verbose", "2",
+                            *switches)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert record["config"]["cutmix"] == 1.0 and record["config"]["nesterov"] is True
     assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.1
 
 
-@pytest.mark.subprocess
-def test_no_batch_norm_trains_the_network_without_it(tmp_path):
+def test_no_batch_norm_trains_the_network_without_it(tmp_path, capsys):
     # A 20-layer net without batch norm under heavy regularization stays at chance for 3 epochs
     # (measured); with the default recipe it learns, which is what this switch must keep possible.
-    result = run_cli("train", *QUICK, "--no-batch-norm", cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "train", *QUICK, "--no-batch-norm")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert record["config"]["batch_norm"] is False
@@ -172,7 +176,6 @@ def test_mirrored_strategy_trains_through_the_same_path(tmp_path):
 
 @pytest.mark.subprocess
 def test_help_lists_every_field_and_tasks_lists_the_task(tmp_path):
-    from tasks import classification
     from tasks.core import config as config_lib
 
     result = run_cli("train", "--help", cwd=tmp_path)
@@ -190,7 +193,7 @@ def test_help_lists_every_field_and_tasks_lists_the_task(tmp_path):
 
 @pytest.mark.subprocess
 def test_killed_run_resumes_from_its_backup(tmp_path):
-    args = ["train", "--epochs", "12", "--batch-size", "8", "--verbose", "2", "--model", "resnet20"]
+    args = ["train", "--epochs", "5", "--batch-size", "8", "--verbose", "2", "--model", "resnet20"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     child = subprocess.Popen([sys.executable, "-m", TASK, *args], cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -206,22 +209,21 @@ def test_killed_run_resumes_from_its_backup(tmp_path):
     child.send_signal(signal.SIGKILL)
     child.wait()
     done_before = len(history.read_text().strip().splitlines()) - 1
-    assert done_before < 12
+    assert done_before < 5
     assert (history.parent / "backup").is_dir()
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" in result.stdout
     rows = [line.split(",")[0] for line in history.read_text().strip().splitlines()[1:]]
     epochs = sorted({int(row) for row in rows if row != "epoch"})
-    assert epochs == list(range(12))
-    assert len(rows) < 12 + 2  # at most the killed epoch is repeated, not the whole run
-    assert json.loads((history.parent / "metrics.json").read_text())["epochs"] == 12
+    assert epochs == list(range(5))
+    assert len(rows) < 5 + 2  # at most the killed epoch is repeated, not the whole run
+    assert json.loads((history.parent / "metrics.json").read_text())["epochs"] == 5
 
 
 # === Bad input: one clear line, non-zero exit, nothing written ===
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -233,39 +235,36 @@ def test_killed_run_resumes_from_its_backup(tmp_path):
         (["--colour", "red"], ["--colour"]),
     ],
 )
-def test_bad_flags(tmp_path, args, words):
-    result = run_cli("train", *args, cwd=tmp_path)
+def test_bad_flags(tmp_path, capsys, args, words):
+    result = run_in_process(capsys, tmp_path, "train", *args)
     assert_one_line_error(result, *words)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "saved_models").exists()
 
 
-@pytest.mark.subprocess
-def test_unknown_config_key(tmp_path):
+def test_unknown_config_key(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text("epochs: 2\nlerning_rate: 0.1\n")
-    result = run_cli("train", "--config", tmp_path / "run.yaml", cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "train", "--config", tmp_path / "run.yaml")
     assert_one_line_error(result, "lerning_rate", "run.yaml")
 
 
-@pytest.mark.subprocess
-def test_corrupt_image_folder_names_the_file(tmp_path):
+def test_corrupt_image_folder_names_the_file(tmp_path, capsys):
     for name in ["cat", "dog"]:
         (tmp_path / "pets" / name).mkdir(parents=True)
         for index in range(3):
             Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(tmp_path / "pets" / name / f"{index}.png")
     (tmp_path / "pets" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    result = run_cli("train", "--data", "pets", "--epochs", "1", cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "train", "--data", "pets", "--epochs", "1")
     assert_one_line_error(result, "bad.jpg")
     assert not (tmp_path / "runs").exists()
-    result = run_cli("train", "--data", "pets", "--epochs", "1", "--skip-bad", "--verbose", "2",
-                     "--test-fraction", "0.34", "--validation-fraction", "0", cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "train", "--data", "pets", "--epochs", "1", "--skip-bad",
+                            "--verbose", "2", "--test-fraction", "0.34", "--validation-fraction", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Skipped 1 bad record" in result.stdout
 
 
-@pytest.mark.subprocess
-def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path):
-    result = run_cli("train", "--epochs", "3", "--optimizer", "sgd", "--learning-rate", "1e30",
-                     cwd=tmp_path)
+def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path, capsys):
+    result = run_in_process(capsys, tmp_path, "train", "--epochs", "3", "--optimizer", "sgd",
+                            "--learning-rate", "1e30")
     assert_one_line_error(result, "NaN", "--learning-rate", code=3)
     assert not (tmp_path / "saved_models").exists()
 
@@ -275,10 +274,8 @@ def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path):
 
 @pytest.mark.slow
 def test_mnist_reaches_97_percent(shared_data, tmp_path):
-    from tasks import classification
-
     config = classification.Config(
-        data=str(shared_data / "mnist"), model="resnet20", epochs=4, batch_size=64,
+        data=str(shared_data / "mnist"), model="resnet20", epochs=2, batch_size=64,
         learning_rate=2e-3, runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"),
         verbose=2,
     )
@@ -293,8 +290,6 @@ def test_mnist_reaches_97_percent(shared_data, tmp_path):
 
 def test_tfds_source_reads_a_prepared_dataset(tmp_path):
     import tensorflow_datasets as tfds
-
-    from tasks import classification
 
     tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
     found = classification.read_tfds("dummy_mnist", data_dir=str(tmp_path))

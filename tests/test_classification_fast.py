@@ -21,7 +21,7 @@ from tasks.core import config as config_lib
 from tasks.core import training
 from tasks.core.errors import UserError
 from tests.helpers import assert_one_line_error
-from tests.helpers import run_cli
+from tests.helpers import run_in_process
 
 # === Presets ===
 
@@ -46,10 +46,10 @@ def test_unknown_preset_lists_the_presets():
         config_lib.validate(classification.Config(preset="fastest"))
 
 
-@pytest.mark.subprocess
-def test_cli_unknown_preset_and_bad_threshold_are_one_line_errors(tmp_path):
-    assert_one_line_error(run_cli("classification", "train", "--preset", "nope", cwd=tmp_path), "nope", "cifar10-fast")
-    result = run_cli("classification", "train", "--time-to-accuracy", "0.9,94", "--epochs", "1", cwd=tmp_path)
+def test_cli_unknown_preset_and_bad_threshold_are_one_line_errors(tmp_path, capsys):
+    result = run_in_process(classification, capsys, tmp_path, "train", "--preset", "nope")
+    assert_one_line_error(result, "nope", "cifar10-fast")
+    result = run_in_process(classification, capsys, tmp_path, "train", "--time-to-accuracy", "0.9,94", "--epochs", "1")
     assert_one_line_error(result, "--time-to-accuracy", "0.9,94")
     assert not (tmp_path / "runs").exists()  # failed before anything was written
 

@@ -3,7 +3,6 @@ DCGAN and VAE: metrics beside the noise baseline, sample grids, export, predict)
 and MNIST (conditional samples classified as their class, FID far below the noise baseline)."""
 
 import json
-import os
 import types
 
 import numpy as np
@@ -13,7 +12,6 @@ from PIL import Image
 from scipy import linalg
 
 from tasks import image_generation
-from tasks.core import cli
 from tasks.core import config as config_lib
 from tasks.core import export
 from tasks.core.errors import UserError
@@ -98,16 +96,7 @@ def test_noise_baseline_and_mosaic():
 
 
 def run_in_process(capsys, workdir, *args):
-    """`python -m tasks.image_generation ARGS` in this process (no TF start-up per case)."""
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        code = cli.main(image_generation, [str(arg) for arg in args]) or 0
-    except SystemExit as exit:
-        code = exit.code
-    finally:
-        os.chdir(cwd)
-    return types.SimpleNamespace(returncode=code, stderr=capsys.readouterr().err, out="")
+    return helpers.run_in_process(image_generation, capsys, workdir, *args)
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +304,7 @@ def test_bad_input_through_the_real_cli(tmp_path):
 # === Real data ===
 
 # The CI recipe on MNIST (first 8,000 train / last 2,000 test); measured: see README.
-MNIST = ["--epochs", "5", "--width", "32", "--verbose", "2"]
+MNIST = ["--epochs", "2", "--classifier-epochs", "3", "--width", "32", "--verbose", "2"]
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ import tensorflow as tf
 from PIL import Image
 
 from tasks import segmentation
-from tasks.core import cli
 from tasks.data import masks
 from tasks.metrics import segmentation as metrics
 from tests import helpers
@@ -191,16 +190,7 @@ def test_tfds_pets_reader_maps_the_trimap(monkeypatch):
 
 
 def run_in_process(capsys, workdir, *args):
-    """`python -m tasks.segmentation ARGS` in this process (no TF start-up per case)."""
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        code = cli.main(segmentation, [str(arg) for arg in args]) or 0
-    except SystemExit as exit:
-        code = exit.code
-    finally:
-        os.chdir(cwd)
-    return types.SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+    return helpers.run_in_process(segmentation, capsys, workdir, *args)
 
 
 def broken_size(root):
@@ -325,7 +315,7 @@ def test_predict_writes_overlays_and_rejects_a_corrupt_file(demo_run, tmp_path, 
 MEMBRANE = [
     "--class-map", "0:membrane,255:cell", "--test-names", "25-29", "--validation-fraction", "0",
     "--crop-size", "128", "--crops-per-image", "8", "--flip", "--rotate90", "--loss", "ce_dice",
-    "--epochs", "6", "--width", "16", "--depth", "4", "--verbose", "2",
+    "--epochs", "3", "--width", "16", "--depth", "4", "--verbose", "2",
 ]
 
 
