@@ -49,7 +49,8 @@ def test_unknown_preset_lists_the_presets():
 def test_cli_unknown_preset_and_bad_threshold_are_one_line_errors(tmp_path, capsys):
     result = run_in_process(classification, capsys, tmp_path, "train", "--preset", "nope")
     assert_one_line_error(result, "nope", "cifar10-fast")
-    result = run_in_process(classification, capsys, tmp_path, "train", "--time-to-accuracy", "0.9,94", "--epochs", "1")
+    result = run_in_process(classification, capsys, tmp_path, "train", "--time-to-accuracy", "0.9,94",
+                            "--epochs", "1")
     assert_one_line_error(result, "--time-to-accuracy", "0.9,94")
     assert not (tmp_path / "runs").exists()  # failed before anything was written
 
