@@ -266,9 +266,9 @@ def test_bad_model_and_settings_fail_before_training(tmp_path):
 @pytest.mark.slow
 def test_tiny_shakespeare_beats_the_bigram_and_the_export_matches_keras(shared_data, tmp_path):
     config = tg.Config(
-        data=str(shared_data / "tiny_shakespeare" / "input.txt"), epochs=6, steps_per_epoch=100,
-        batch_size=32, sequence_length=64, num_layers=2, embed_dim=96, num_heads=4, dropout_rate=0.0,
-        learning_rate=1e-2, warmup_epochs=0.2, sample_length=40, runs_dir=str(tmp_path / "runs"),
+        data=str(shared_data / "tiny_shakespeare" / "input.txt"), epochs=4, steps_per_epoch=100,
+        batch_size=32, sequence_length=64, num_layers=2, embed_dim=96, num_heads=4, positions="rotary",
+        dropout_rate=0.0, learning_rate=1e-2, warmup_epochs=0.2, sample_length=40, runs_dir=str(tmp_path / "runs"),
         export_dir=str(tmp_path / "saved_models"), verbose=2,
     )
     model = tg.train(config)
@@ -277,8 +277,9 @@ def test_tiny_shakespeare_beats_the_bigram_and_the_export_matches_keras(shared_d
     info = json.loads((run / "info.json").read_text())
     assert info["num_train_tokens"] == 1_003_855 and info["vocabulary_size"] == 65  # first 90 %
     assert record["baseline"]["nats_per_char"] > 2.3  # a bigram model of Shakespeare's characters
-    # 600 steps of a 0.2M-parameter GPT: clearly below the bigram (measured: see the README).
-    assert record["metrics"]["nats_per_char"] < record["baseline"]["nats_per_char"] - 0.15
+    # 400 steps of a 0.2M-parameter rotary GPT: far below the bigram (measured 2.07-2.11 nats/char
+    # over two seeds, the README); learned positions at this budget stall near the bigram.
+    assert record["metrics"]["nats_per_char"] < record["baseline"]["nats_per_char"] - 0.25
     # Greedy continuation: the Keras model here, the SavedModel in a fresh process.
     codec = tg.codec_for(info)
     prompt = "ROMEO:\n"
