@@ -61,6 +61,7 @@ from applications import autoencoder as series_networks
 from tasks.core import cli
 from tasks.core import data as data_lib
 from tasks.core import export
+from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
@@ -560,7 +561,8 @@ def evaluate(model, data, config, plots_dir=None):
         threshold = result["thresholds"]["standard"]
         for one, series_scores in list(zip(data.corpus.series, scores))[:config.max_plots]:
             name = one.key.replace("/", "__").removesuffix(".csv")
-            plot_series(one, series_scores, threshold, plots_dir / "series" / f"{name}.png")
+            with plots.best_effort(plots_dir / "series" / f"{name}.png") as path:
+                plot_series(one, series_scores, threshold, path)
     return result
 
 

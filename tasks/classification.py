@@ -350,7 +350,8 @@ def evaluate(model, data, config, plots_dir=None):
         result["top5"] = float(np.mean((top5 == labels[:, None]).any(axis=-1)))
     result["per_class_accuracy"] = {name: float(value) for name, value in zip(names, per_class)}
     if plots_dir is not None:
-        plots.confusion_matrix(matrix, names, pathlib.Path(plots_dir) / "confusion_matrix.png")
+        with plots.best_effort(pathlib.Path(plots_dir) / "confusion_matrix.png") as path:
+            plots.confusion_matrix(matrix, names, path)
         timings = pathlib.Path(plots_dir).parent / TIME_TO_ACCURACY_FILE
         if timings.is_file():
             for threshold, reached in json.loads(timings.read_text())["reached"].items():

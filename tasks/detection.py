@@ -361,8 +361,8 @@ def evaluate(model, data, config, plots_dir=None, batch_size=8):
     truth = [(boxes, classes) for _, boxes, classes in examples]
     result = scores(detections, truth, info["class_names"])
     if plots_dir is not None:
-        gallery(examples[:GALLERY_SIZE], detections[:GALLERY_SIZE], info["class_names"],
-                pathlib.Path(plots_dir) / "detection_gallery.png")
+        with plots.best_effort(pathlib.Path(plots_dir) / "detection_gallery.png") as path:
+            gallery(examples[:GALLERY_SIZE], detections[:GALLERY_SIZE], info["class_names"], path)
     return result
 
 

@@ -494,15 +494,18 @@ def evaluate(model, data, config, plots_dir=None):
     if plots_dir is not None:
         plots_dir = pathlib.Path(plots_dir)
         if kind == "regression":
-            parity_plot(targets, predicted, data.info["target_names"], plots_dir / "parity.png")
+            with plots.best_effort(plots_dir / "parity.png") as path:
+                parity_plot(targets, predicted, data.info["target_names"], path)
         elif kind == "binary":
-            roc_plot(targets, predicted, data.info["target_names"], plots_dir / "roc.png")
+            with plots.best_effort(plots_dir / "roc.png") as path:
+                roc_plot(targets, predicted, data.info["target_names"], path)
         else:
             from sklearn.metrics import confusion_matrix
 
             labels = targets[:, 0].astype(np.int64)
             matrix = confusion_matrix(labels, np.argmax(predicted, axis=1), labels=range(data.info["num_outputs"]))
-            plots.confusion_matrix(matrix, data.info["class_names"], plots_dir / "confusion_matrix.png")
+            with plots.best_effort(plots_dir / "confusion_matrix.png") as path:
+                plots.confusion_matrix(matrix, data.info["class_names"], path)
     return result
 
 

@@ -43,6 +43,7 @@ from tasks import classification
 from tasks.core import cli
 from tasks.core import data as data_lib
 from tasks.core import export
+from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
@@ -317,7 +318,8 @@ class SampleGrid(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        sample_grid(self.model, self.info, self.seed, self.folder / f"epoch_{epoch + 1:03d}.png")
+        with plots.best_effort(self.folder / f"epoch_{epoch + 1:03d}.png") as path:
+            sample_grid(self.model, self.info, self.seed, path)
 
 
 def callbacks(config, data, run):
@@ -503,7 +505,8 @@ def evaluate(model, data, config, plots_dir=None):
         result.update(vae_scores(model, data))
     if plots_dir is not None:
         plots_dir = pathlib.Path(plots_dir)
-        sample_grid(model, info, config.seed, plots_dir / "samples.png")
+        with plots.best_effort(plots_dir / "samples.png") as path:
+            sample_grid(model, info, config.seed, path)
         if info["model"] == "vae":
             vae_pictures(model, data.test_images[:GRID_COLUMNS], info, plots_dir)
     return result
@@ -537,9 +540,11 @@ def vae_pictures(model, originals, info, folder):
     """`reconstructions.png` (originals above, reconstructions below) and `interpolation.png`."""
     scale = display_scale(info["image_shape"])
     rebuilt = to_uint8(model(originals.astype(np.float32), training=False)).numpy()
-    save_png(tile(np.concatenate([originals, rebuilt]), len(originals), scale), folder / "reconstructions.png")
+    with plots.best_effort(folder / "reconstructions.png") as path:
+        save_png(tile(np.concatenate([originals, rebuilt]), len(originals), scale), path)
     if len(originals) >= 2:
-        save_png(tile(interpolate(model, originals[0], originals[1]), INTERPOLATION_STEPS, scale), folder / "interpolation.png")
+        with plots.best_effort(folder / "interpolation.png") as path:
+            save_png(tile(interpolate(model, originals[0], originals[1]), INTERPOLATION_STEPS, scale), path)
 
 
 # === Export and predict ===

@@ -556,7 +556,8 @@ def evaluate(model, data, config, plots_dir=None, max_plotted=6):
             shown.append((image[0], mask[0], predicted))
     result = segmentation_metrics.scores(matrix, info["class_names"])
     if plots_dir is not None and shown:
-        comparison_grid(shown, num_classes, pathlib.Path(plots_dir) / "segmentation_examples.png")
+        with plots.best_effort(pathlib.Path(plots_dir) / "segmentation_examples.png") as path:
+            comparison_grid(shown, num_classes, path)
     return result
 
 

@@ -593,7 +593,8 @@ def evaluate(model, data, config, plots_dir=None):
     if plots_dir is not None:
         matrix = np.zeros((len(names), len(names)), np.int64)
         np.add.at(matrix, (labels, np.argmax(probabilities, axis=-1)), 1)
-        plots.confusion_matrix(matrix, names, pathlib.Path(plots_dir) / "confusion_matrix.png")
+        with plots.best_effort(pathlib.Path(plots_dir) / "confusion_matrix.png") as path:
+            plots.confusion_matrix(matrix, names, path)
     return result
 
 

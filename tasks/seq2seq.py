@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from tasks.core import data as data_lib
 from tasks.core import export
+from tasks.core import plots
 from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
@@ -509,7 +510,8 @@ def evaluate(model, data, config, plots_dir, score):
     if plots_dir is not None:
         plots_dir = pathlib.Path(plots_dir)
         for index in range(min(NUM_HEAT_MAPS, len(sources))):
-            plot_attention(model, info, sources[index], plots_dir / f"attention_{index + 1}.png")
+            with plots.best_effort(plots_dir / f"attention_{index + 1}.png") as path:
+                plot_attention(model, info, sources[index], path)
         write_samples(sources, references, greedy, plots_dir.parent / "samples.txt")
     return result
 

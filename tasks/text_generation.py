@@ -40,6 +40,7 @@ from applications import lstm_lm as lstm_family
 from tasks.core import cli
 from tasks.core import data as data_lib
 from tasks.core import export
+from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
@@ -374,7 +375,8 @@ def evaluate(model, data, config, plots_dir=None):
     result["accuracy"] = correct / count
     if plots_dir is not None:
         by_position /= count / data.info["sequence_length"]
-        plot_loss_by_position(by_position, pathlib.Path(plots_dir) / "loss_by_position.png")
+        with plots.best_effort(pathlib.Path(plots_dir) / "loss_by_position.png") as path:
+            plot_loss_by_position(by_position, path)
     return result
 
 

@@ -1,4 +1,15 @@
-"""Pictures under `plots/`: headless matplotlib, one PNG per figure."""
+"""Pictures under `plots/`: headless matplotlib, one PNG per figure.
+
+Every picture is best-effort: drawn inside `best_effort(path)`, a failure prints one
+`warning: could not draw <file>: <reason>` line and the run goes on.
+
+    with plots.best_effort(run.plots_dir / "training_curves.png") as path:
+        plots.training_curves(rows, path)
+"""
+
+import contextlib
+import pathlib
+import sys
 
 import matplotlib
 
@@ -6,6 +17,25 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@contextlib.contextmanager
+def best_effort(path):
+    """Runs the drawing of `path` in the block; any failure becomes one warning line, never an error.
+
+    Yields `path`. On failure the figures left open are closed and a partly written file is removed,
+    so `plots/` holds whole pictures only.
+    """
+    path = pathlib.Path(path)
+    try:
+        yield path
+    except Exception as error:  # noqa: BLE001 — a picture never costs a run its metrics or export
+        plt.close("all")
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        reason = " ".join(str(error).split())[:300] or "no message"
+        print(f"warning: could not draw {path}: {type(error).__name__}: {reason}", file=sys.stderr)
 
 
 def training_curves(rows, path):
@@ -56,16 +86,45 @@ def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test)")
 
 
 def image_grid(images, titles, path, columns=8):
-    """A grid of uint8 images (N, H, W, C) with a title under each."""
-    images = np.asarray(images)
-    rows = int(np.ceil(len(images) / columns))
+    """A grid of images with a title under each.
+
+    Images may differ in size, aspect ratio and channels: uint8 or float arrays (H, W), (H, W, 1),
+    (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, or PIL images of any mode.
+    """
+    images = [displayable(image) for image in images]
+    rows = max(1, int(np.ceil(len(images) / columns)))
     figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, title in zip(axes.flat, images, titles):
-        axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
         axis.set_title(title, fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def displayable(image):
+    """One image as uint8 (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, for `imshow`.
+
+    Floats in [0, 1] are scaled to [0, 255]; other values are clipped to [0, 255].
+    """
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        image = image.convert("L" if mode in ("1", "L", "I", "I;16", "F") else "RGBA" if "A" in mode else "RGB")
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha: the grey
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] > 4:
+        raise ValueError(f"an image needs 1 to 4 channels. Received: shape={array.shape}")
+    if array.ndim not in (2, 3) or min(array.shape[:2]) == 0:
+        raise ValueError(f"an image must be (H, W) or (H, W, C) with H, W > 0. Received: shape={array.shape}")
+    if array.dtype != np.uint8:
+        values = np.nan_to_num(array.astype(np.float64))
+        if array.dtype.kind == "f" and values.max(initial=0.0) <= 1.0:
+            values = values * 255.0
+        array = np.clip(values, 0, 255).round().astype(np.uint8)
+    return array

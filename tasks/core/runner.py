@@ -53,7 +53,7 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
     if not chief:
         scratch = distributed.scratch_dir()
         run = Run(task, pathlib.Path(scratch) / run.path.name)
-    complete = run.complete and not fresh
+    complete = run.complete and (run.exported or not export_model) and not fresh
     if cluster:
         complete = distributed.flag_from_chief(strategy, complete)
     if complete:
@@ -63,6 +63,8 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
             return None
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
+    if not cluster and not fresh and run.model_file.is_file():
+        return complete_run(module, config, run, export_model, baseline)
     # Under multi_worker --batch-size is per worker: the pipelines batch the global batch.
     work = dataclasses.replace(config, batch_size=config.batch_size * distributed.num_workers(strategy))
     # Bad data or a bad model name fails here, before anything is written.
@@ -89,15 +91,32 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
             say(config, "Waiting for the chief (worker 0) to evaluate and export.")
             distributed.wait_for_chief(strategy)
             return model
-    model.save(run.model_file)
+    run.save_model(model, stats)
     if cluster:
         # Evaluation and export run on the chief alone, on a plain copy outside the strategy.
         model = keras.saving.load_model(run.model_file)
-    plots.training_curves(training.history_rows(run), run.plots_dir / "training_curves.png")
     measure(module, model, data, config, run, stats, baseline=baseline)
-    if export_model:
-        path = export(module, model, data.info, config, run)
+    return deliver(module, model, data.info, config, run, export_model)
+
+
+def complete_run(module, config, run, export_model=True, baseline=None):
+    """A trained run whose evaluation or export did not finish (a crash, a kill): the missing
+    steps, without training again."""
+    say(config, f"Run {run.path} is trained; completing its evaluation and export.")
+    model = keras.saving.load_model(run.model_file)
+    if not run.metrics_file.is_file():
+        data = load_data(module, config, run)
+        measure(module, model, data, config, run, run.saved_stats(), baseline=baseline)
+    return deliver(module, model, run.saved_info(), config, run, export_model)
+
+
+def deliver(module, model, info, config, run, export_model=True):
+    """The end of a run after metrics.json: the export, then the pictures (best-effort)."""
+    if export_model and not run.exported:
+        path = export(module, model, info, config, run)
         say(config, f"Exported {path}")
+    with plots.best_effort(run.plots_dir / "training_curves.png") as path:
+        plots.training_curves(training.history_rows(run), path)
     return model
 
 
@@ -109,7 +128,7 @@ def train_ensemble(module, config, fresh=False, export_model=True):
         raise UserError("--ensemble trains its members one after another; it does not combine with "
                         "--strategy multi_worker.")
     run = Run.for_config(task, config)
-    if run.complete and not fresh:
+    if run.complete and (run.exported or not export_model) and not fresh:
         say(config, f"Run {run.path} is already complete; pass --fresh to train it again.")
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
@@ -229,7 +248,7 @@ def export(module, model, info, config, run):
         assets["labels.txt"] = "\n".join(info["class_names"]) + "\n"
     if run.metrics_file.is_file():
         assets["metrics.json"] = run.metrics_file.read_text()
-    return export_lib.write(
+    path = export_lib.write(
         task_name(module),
         model,
         module.serving(model, info),
@@ -237,6 +256,8 @@ def export(module, model, info, config, run):
         export_dir=config.export_dir,
         extra_format=config.export_format,
     )
+    run.record_export(path)
+    return path
 
 
 def load_data(module, config, run=None):

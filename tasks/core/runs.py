@@ -74,6 +74,14 @@ class Run:
         return self.path / "logs"
 
     @property
+    def export_file(self):
+        return self.path / "export.json"
+
+    @property
+    def stats_file(self):
+        return self.path / "train_stats.json"
+
+    @property
     def plots_dir(self):
         path = self.path / "plots"
         path.mkdir(parents=True, exist_ok=True)
@@ -82,7 +90,18 @@ class Run:
     # === State ===
     @property
     def complete(self):
+        """Trained and evaluated (`exported` says whether the export was written too)."""
         return self.metrics_file.is_file() and self.model_file.is_file()
+
+    @property
+    def exported(self):
+        """True when this run's export was written and its folder is still there."""
+        if not self.export_file.is_file():
+            return False
+        try:
+            return pathlib.Path(json.loads(self.export_file.read_text())["path"]).is_dir()
+        except (ValueError, KeyError, TypeError, OSError):
+            return False
 
     def resume_epoch(self):
         """The epoch a killed run resumes at, or None if there is nothing to resume."""
@@ -116,6 +135,21 @@ class Run:
         """The run's `info.json` (what `load_data` learned when the run started), or None."""
         path = self.path / "info.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def save_model(self, model, stats):
+        """Writes model.keras (through a temporary file and a rename) and the training's stats."""
+        partial = self.path / ".partial.keras"
+        model.save(partial)
+        os.replace(partial, self.model_file)
+        write_atomic(self.stats_file, json.dumps(stats or {}, indent=2, default=_jsonable) + "\n")
+
+    def saved_stats(self):
+        """The stats `save_model` wrote (train seconds, examples per second, epochs), or {}."""
+        return json.loads(self.stats_file.read_text()) if self.stats_file.is_file() else {}
+
+    def record_export(self, path):
+        """Notes where this run was exported, so a re-run knows the export is done."""
+        write_atomic(self.export_file, json.dumps({"path": str(pathlib.Path(path).resolve())}, indent=2) + "\n")
 
     def write_metrics(self, record):
         write_atomic(self.metrics_file, json.dumps(record, indent=2, default=_jsonable) + "\n")
