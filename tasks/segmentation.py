@@ -58,6 +58,8 @@ class Config(TrainConfig):
     depth: int = option(4, "U-Net levels (crops must be multiples of 2^depth).", minimum=1)
     class_map: str = option("", "Mask value -> class, e.g. 0:membrane,255:cell (empty: inferred).")
     ignore_value: int = option(255, "Mask value of void pixels that count nowhere (-1: none).", minimum=-1)
+    stray_values: str = option("error", "Mask values outside the class map: an error, or void pixels (counted).",
+                               choices=["error", "void"])
     image_size: int = option(0, "Resize every image (and mask) to this side first (0: keep).", minimum=0)
     crop_size: int = option(0, "Training crop side; also the inference tile (0: the images' size).", minimum=0)
     crops_per_image: int = option(1, "Random crops per training image per epoch.", minimum=1)
@@ -76,18 +78,14 @@ class Config(TrainConfig):
 
 def read_source(config):
     """The config's data as a `MaskData` at the working size, with one channel count."""
-    kind, value = data_lib.source(config.data)
-    if kind == "demo":
-        found = mask_readers.demo_shapes()
-    elif kind == "tfds":
-        found = read_tfds(value)
-    else:
-        found = mask_readers.read_masks(
-            value,
-            class_map=mask_readers.parse_class_map(config.class_map),
-            ignore_value=None if config.ignore_value < 0 else config.ignore_value,
-            skip_bad=config.skip_bad,
-        )
+    found = mask_readers.read(
+        config.data,
+        class_map=mask_readers.parse_class_map(config.class_map),
+        ignore_value=None if config.ignore_value < 0 else config.ignore_value,
+        stray=config.stray_values,
+        skip_bad=config.skip_bad,
+        verbose=config.verbose,
+    )
     channels = 3 if any(image.ndim == 3 for split in found.splits.values() for image in split.images) else 1
     for split in found.splits.values():
         split.images = [conform(image, channels, config.image_size) for image in split.images]
@@ -96,30 +94,7 @@ def read_source(config):
     return found
 
 
-def read_tfds(name, data_dir=None):
-    """A TFDS segmentation dataset (image + mask features) as a `MaskData` (oxford_iiit_pet)."""
-    import tensorflow_datasets as tfds
-
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    images = [key for key, feature in info.features.items() if isinstance(feature, tfds.features.Image)]
-    mask_key = next((key for key in images if "mask" in key or "segmentation" in key), None)
-    image_key = next((key for key in images if key != mask_key), None)
-    if mask_key is None or image_key is None:
-        raise UserError(f"--data tfds:{name} has no image and segmentation-mask features; it is not a segmentation dataset.")
-    found = {}
-    for split, dataset in splits.items():
-        part = mask_readers.Split([], [], [])
-        for index, example in enumerate(dataset.as_numpy_iterator()):
-            image = example[image_key]
-            part.images.append(image[..., 0] if image.shape[-1] == 1 else image)
-            part.masks.append(example[mask_key][..., 0])
-            part.names.append(f"{split}{index}")
-        found["validation" if split in ("val", "validation") else split] = part
-    if "train" not in found:
-        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(found)}).")
-    # The pet trimaps: 1 pet, 2 background, 3 border (the Keras tutorials' mask - 1).
-    class_map = {1: "pet", 2: "background", 3: "border"} if name.startswith("oxford_iiit_pet") else None
-    return mask_readers.MaskData(found, mask_readers.to_classes(found, class_map), [], [])
+read_tfds = mask_readers.read_tfds
 
 
 def conform(image, channels, size=0):
@@ -170,6 +145,26 @@ def hold_out_test(train, config):
         held = list(range(len(train.names) - count, len(train.names)))
     keep = [index for index in range(len(train.names)) if index not in held]
     return take(train, keep), take(train, held)
+
+
+def missing_classes(splits, class_names, verbose=True):
+    """`warning:` lines (printed and returned) for every split that lacks a class entirely."""
+    warnings = []
+    for name, split in splits.items():
+        if not split.masks:
+            continue
+        present = np.zeros(256, bool)
+        for mask in split.masks:
+            present[np.unique(mask)] = True
+        absent = [class_name for index, class_name in enumerate(class_names) if not present[index]]
+        if absent:
+            shown = ", ".join(map(repr, absent[:8])) + (f" and {len(absent) - 8} more" if len(absent) > 8 else "")
+            warnings.append(f"the {name} split ({len(split.masks)} images) has no pixel of class {shown}; "
+                            "its IoU there is undefined")
+    if verbose:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return warnings
 
 
 def check_crop(crop, split, config):
@@ -334,6 +329,12 @@ def load_data(config):
         "class_weights": class_weights(pixel_counts, images_with_class, config.class_weights),
         "skipped": [f"{where}: {reason}" for where, reason in found.skipped],
         "unlabelled": found.unlabelled,
+        "layout": found.layout,
+        "class_map": {str(value): name for value, name in found.class_map.items()},
+        "void_values": [str(value) for value in found.void],
+        "class_map_inferred": found.inferred,
+        "warnings": found.warnings + missing_classes({"train": train, "validation": validation, "test": test},
+                                                    class_names, config.verbose),
     }
     if found.skipped and config.verbose:
         print(f"Skipped {len(found.skipped)} bad pair(s) (--skip-bad), e.g. {info['skipped'][0]}")
