@@ -2,8 +2,8 @@
 
 Usage:
     python -m tasks.anomaly_detection train                          # demo: generated series, injected anomalies
-    python -m tasks.anomaly_detection train --data ../shared/data/nab   # the NAB layout (labels found)
-    python -m tasks.anomaly_detection train --data ../shared/data/nab --files "realKnownCause/*" \
+    python -m tasks.anomaly_detection train --data nab   # the NAB layout (labels found)
+    python -m tasks.anomaly_detection train --data nab --files "realKnownCause/*" \
         --model lstm_autoencoder
     python -m tasks.anomaly_detection train --data series.csv --labels windows.json
     python -m tasks.anomaly_detection evaluate                       # the same flags find the run
@@ -38,7 +38,7 @@ Scoring, one graph for evaluation and export (every score at row t uses rows up 
   counts 0; `--fusion max` takes the most alarmed detector); then, for `--refractory` × T rows
   after a score, a later one counts only by how much it exceeds it (one alarm per event).
 The defaults (the statistics, mean fusion, refractory 0.05 T, history 4000, averaging 60) were
-chosen on the NAB files in ../shared/data/nab, the same files the benchmark scores.
+chosen on the NAB corpus, the same files the benchmark scores.
 
 Metrics: the NAB score under its three profiles, with the threshold optimized per profile over
 the whole evaluated corpus (NAB's optimizer; with no labelled windows, the threshold is the
@@ -73,7 +73,7 @@ from tasks.metrics import nab
 
 CLIP = 20.0  # normalized values are clipped to +-CLIP standard deviations (of the probationary period)
 CHUNK = 4096  # windows per network call when scoring a long series
-MIN_HISTORY = 32  # rows of past errors before a score is given (before: 0)
+MIN_HISTORY = 32  # rows of past errors before a score is given
 EPSILON = 1e-10  # NAB's log-likelihood floor: a tail probability of 1e-10 scores 1.0
 FUSIONS = ("mean", "max")  # row-wise rules combining the detectors' scores (`fused_scores`)
 

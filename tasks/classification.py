@@ -2,8 +2,8 @@
 
 Usage:
     python -m tasks.classification train                                   # demo: scikit-learn digits
-    python -m tasks.classification train --data ../shared/data/mnist --epochs 5
-    python -m tasks.classification train --data ../shared/data/cifar10_jpg --model resnet20 \
+    python -m tasks.classification train --data mnist --epochs 5
+    python -m tasks.classification train --data cifar10_jpg --model resnet20 \
         --flip --crop-padding 4 --optimizer sgd --learning-rate 0.1 --weight-decay 5e-4
     python -m tasks.classification evaluate                                # the same flags find the run
     python -m tasks.classification predict photo.jpg digit.png             # latest saved_models/classification
@@ -89,8 +89,7 @@ class Config(TrainConfig, augment.AugmentConfig):
             # that is 0.75 / 512 here. Its decay is coupled (it goes through the momentum buffer,
             # x 1/(1 - 0.85)): 0.0153 * 1024 / 7851 * 6.67 = 0.0133 of each weight per 1024-batch
             # step at the peak, 0.00665 per 512-batch step, which Keras' decoupled decay
-            # (weight * wd * lr) gives with wd = 0.00665 / 0.75. (1.3e-5, used before, was 680x
-            # too weak: 16 epochs overfit to 0.90; see BENCHMARKS.md.)
+            # (weight * wd * lr) gives with wd = 0.00665 / 0.75.
             "learning_rate": 0.75,
             "weight_decay": 0.0089,
             "schedule": "triangle",

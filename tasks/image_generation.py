@@ -2,8 +2,8 @@
 
 Usage:
     python -m tasks.image_generation train                                 # demo: conditional DCGAN on 8x8 digits
-    python -m tasks.image_generation train --data ../shared/data/mnist --epochs 5 --width 32
-    python -m tasks.image_generation train --data ../shared/data/mnist --model vae --epochs 10
+    python -m tasks.image_generation train --data mnist --epochs 5 --width 32
+    python -m tasks.image_generation train --data mnist --model vae --epochs 10
     python -m tasks.image_generation train --data faces/ --model dcgan --image-size 64 --channels 3
     python -m tasks.image_generation evaluate --classifier runs/classification/<run>   # the same flags find the run
     python -m tasks.image_generation predict all 3 7 --num-images 16 --seed 1          # sample grids in predictions/

@@ -2,7 +2,7 @@
 
 Usage:
     python -m tasks.segmentation train                                     # demo: shapes, 4 classes + void
-    python -m tasks.segmentation train --data ../shared/data/membrane --class-map 0:membrane,255:cell \
+    python -m tasks.segmentation train --data membrane --class-map 0:membrane,255:cell \
         --test-names 25-29 --crop-size 128 --crops-per-image 8 --flip --rotate90 --loss ce_dice
     python -m tasks.segmentation train --data VOCdevkit/VOC2012 --model fcn8s --backbone resnet18 \
         --image-size 256 --crop-size 224

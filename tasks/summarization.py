@@ -2,10 +2,10 @@
 
 Usage:
     python -m tasks.summarization train                                 # demo: made-up reports → one line
-    python -m tasks.summarization train --data ../shared/data/bbc_news_summary/train_val_test_split.zip --epochs 3
-    python -m tasks.summarization train --data ../shared/data/bbc_news_summary/train_val_test_split.zip \
+    python -m tasks.summarization train --data bbc_news_summary/train_val_test_split.zip --epochs 3
+    python -m tasks.summarization train --data bbc_news_summary/train_val_test_split.zip \
         --model transformer_seq2seq --epochs 20 --max-source-length 384 --max-target-length 192
-    python -m tasks.summarization train --data ../shared/data/bbc_news_summary_mini   # article/ + summary/
+    python -m tasks.summarization train --data bbc_news_summary_mini   # article/ + summary/
     python -m tasks.summarization train --data news.csv --document-column text --summary-column abstract
     python -m tasks.summarization train --data tfds:cnn_dailymail --model gru_attention
     python -m tasks.summarization evaluate                               # the same flags find the run

@@ -2,7 +2,7 @@
 
 Usage:
     python -m tasks.text_generation train                                   # demo: a small grammar's text
-    python -m tasks.text_generation train --data ../shared/data/tiny_shakespeare --epochs 5 \
+    python -m tasks.text_generation train --data tiny_shakespeare --epochs 5 \
         --sequence-length 128 --steps-per-epoch 500
     python -m tasks.text_generation train --data corpus/ --tokenizer sentencepiece --vocabulary-size 1000
     python -m tasks.text_generation train --model lstm_lm --data tfds:tiny_shakespeare

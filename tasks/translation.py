@@ -2,10 +2,10 @@
 
 Usage:
     python -m tasks.translation train                                   # demo: written-out dates → ISO dates
-    python -m tasks.translation train --data ../shared/data/multi30k --source-lang de --target-lang en \
+    python -m tasks.translation train --data multi30k --source-lang de --target-lang en \
         --epochs 15 --num-layers 3 --embed-dim 256 --num-heads 8 --intermediate-dim 1024 \
         --vocabulary-size 8000 --learning-rate 1e-3 --warmup-epochs 0.5 --batch-size 64 \
-        --max-source-length 48 --max-target-length 48            # test2016 BLEU 38.7 (beam 4) in 55 min here
+        --max-source-length 48 --max-target-length 48            # the benchmark's recipe (BENCHMARKS.md)
     python -m tasks.translation train --data spa-eng/spa.txt --reverse   # Anki TSV: spa → eng
     python -m tasks.translation train --data tfds:ted_hrlr_translate/pt_to_en --model gru_attention
     python -m tasks.translation evaluate                                 # the same flags find the run
