@@ -16,8 +16,8 @@ Usage:
                          annotations,gt}/NAME[_mask|_L|...].png, or the same inside train/ val/ test/
                          (a split folder without masks, e.g. membrane's test/, is unlabelled: noted)
     SegNet / CamVid      root/{train,val,test}/*.png + root/{train,val,test}annot/*.png (or
-                         <split>_labels/NAME_L.png as the CamVid colour tutorials ship); index masks
-                         0..11 are CamVid's 11 classes with 11 void
+                         <split>_labels/NAME_L.png as the CamVid colour tutorials ship); in a folder
+                         named CamVid, index masks 0..11 are CamVid's 11 classes with 11 void
     Cityscapes           root/leftImg8bit/<split>/<city>/X_leftImg8bit.png +
                          root/gtFine/<split>/<city>/X_gtFine_labelIds.png: the 19 evaluated classes,
                          every other id void; val is the test split (test labels are not public)
@@ -387,13 +387,16 @@ def _segnet(root):
         masks = next((children[name + suffix] for suffix in ANNOTATION_SUFFIXES if name + suffix in children), None)
         if masks is None:
             continue
-        annotation = annotation or f"{folder.name}/ + {masks.name}/"
+        if SPLIT_FOLDERS[name] == "train":
+            annotation = f"{folder.name}/ + {masks.name}/"
         pairs[SPLIT_FOLDERS[name]] = _match(_files(folder), _files(masks), (folder, masks))
     if "train" not in pairs:
         return None
     pairs = {split: pairs[split] for split in image_readers.SPLIT_ORDER if split in pairs}
+    if "camvid" not in str(root.resolve()).lower():
+        return _Layout(f"SegNet ({annotation})", pairs)
     class_map = dict(enumerate(CAMVID_CLASSES))
-    return _Layout(f"SegNet ({annotation})", pairs, class_map=class_map, void=(CAMVID_VOID, IGNORE))
+    return _Layout(f"SegNet CamVid ({annotation})", pairs, class_map=class_map, void=(CAMVID_VOID, IGNORE))
 
 
 def _cityscapes(root):
