@@ -13,7 +13,8 @@ Usage:
 Presets (`--preset NAME`, listed in `Config.PRESETS`) set defaults; explicit flags override them.
 
 Data: a folder of class folders (or train/ and test/ of them), a .tar.gz of that layout or a folder
-of such archives, MNIST-style IDX files, `tfds:NAME`, or `demo`. Model: a key of the applications
+of such archives, MNIST-style IDX files, a CSV of filename,label beside a folder of images (Kaggle
+style), `tfds:NAME`, or `demo`. Model: a key of the applications
 registry. Loss: cross-entropy (label smoothing optional). Algorithm: any Keras optimizer with a
 schedule and the regularizers of `tasks.core.augment`. Baseline: the majority class.
 """
@@ -107,18 +108,21 @@ class Config(TrainConfig, augment.AugmentConfig):
 
 
 def read_source(config):
-    """The config's data as uint8 arrays: `ImageData(splits, class_names, skipped)`."""
+    """The config's data as uint8 arrays: `ImageData(splits, class_names, skipped, layout)`; prints
+    the layout found (`data: label CSV, 600 images, 10 classes`)."""
     kind, value = data_lib.source(config.data)
     size = config.image_size or None
     channels = config.channels or None
-    if kind == "demo":
-        found = image_readers.demo_digits()
-    elif kind == "tfds":
-        found = read_tfds(value)
+    if kind == "path":
+        found = image_readers.read_images(value, image_size=size, channels=channels, skip_bad=config.skip_bad)
     else:
-        return image_readers.read_images(value, image_size=size, channels=channels, skip_bad=config.skip_bad)
-    splits = {name: (conform(x, size, channels), y) for name, (x, y) in found.splits.items()}
-    return dataclasses.replace(found, splits=splits)
+        found = image_readers.demo_digits() if kind == "demo" else read_tfds(value)
+        splits = {name: (conform(x, size, channels), y) for name, (x, y) in found.splits.items()}
+        found = dataclasses.replace(found, splits=splits, layout="demo digits" if kind == "demo" else f"tfds:{value}")
+    if config.verbose:
+        count = sum(len(labels) for _, labels in found.splits.values())
+        print(f"data: {found.layout}, {count} images, {len(found.class_names)} classes")
+    return found
 
 
 def read_tfds(name, data_dir=None):

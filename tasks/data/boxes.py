@@ -4,33 +4,43 @@ Usage:
 
     from tasks.data import boxes
 
-    data = boxes.read_boxes("../shared/data/bccd")      # Pascal VOC: Annotations/, JPEGImages/, ImageSets/Main/
+    data = boxes.read("../shared/data/bccd")     # prints: data: Pascal VOC, 364 images, 3 classes
     split = data.splits["train"]  # images [uint8 (H, W, 3)], boxes [(n, 4) x1 y1 x2 y2 px], classes [(n,)]
-    data.class_names, data.clipped, data.dropped        # boxes clipped to / dropped as outside the image
-    boxes.read_boxes("coco/annotations/instances_val2017.json")   # COCO JSON
-    boxes.read_boxes("yolo_dataset")                     # YOLO txt: images/[split/]*.jpg, labels/[split/]*.txt, classes.txt
-    boxes.demo_scenes()                                  # generated scenes of shapes, offline
+    data.class_names, data.layout, data.clipped, data.dropped  # boxes clipped to / dropped as outside the image
+    boxes.read("demo")                           # generated scenes of shapes, offline
+    boxes.read("tfds:voc/2007")                  # TFDS (needs the data or the internet)
+    boxes.read_boxes("labelimg_folder")          # a path only, without the printed line
 
-Layouts `read_boxes` detects:
+Layouts `read` detects in a path (in this order):
 
-    root/Annotations/*.xml + root/JPEGImages/ [+ root/ImageSets/Main/{train,val,test}.txt]  (VOC;
-        root may also hold one such folder, e.g. VOCdevkit/VOC2007 or bccd/BCCD)
-    a COCO .json file, or a folder of them (split from the name: *train*, *val*, *test*), with
-        images at <folder>/<file_name>, <folder>/images/<file_name> or <folder>/<split stem>/<file_name>
-    root/images/[train|val|test/]*.jpg + root/labels/[...]/*.txt ("class cx cy w h", normalized)
-        with class names in root/classes.txt, obj.names or data.yaml (`names:`)
+    Pascal VOC        root/Annotations/*.xml + root/JPEGImages/ [+ root/ImageSets/Main/{train,val,test}.txt]
+                      (root may also hold one such folder, e.g. VOCdevkit/VOC2007 or bccd/BCCD)
+    YOLO data.yaml    root/data.yaml (Ultralytics) whose train:/val:/test: name image folders or list
+                      files (relative to `path:` or to the yaml); labels at .../labels/... for .../images/...
+    COCO JSON         a .json file, or root/[annotations/|<split>/]*.json (split from the name or the
+                      folder: *train*, *val*, *test*), images at <file_name> in images/ or any folder near
+    YOLO txt          root/images/[split/]*.jpg + root/labels/[split/]*.txt ("class cx cy w h",
+                      normalized), class names in root/classes.txt, obj.names or data.yaml (`names:`)
+    VOC XML files     root/**/*.xml (LabelImg, Roboflow VOC), each image beside its XML or in a sibling
+                      folder (annotations/ beside images/), found by <filename>, else the XML's own stem;
+                      train/, val/, test/ folders on the way give the splits
+    box CSV           root/[annotations/|<split>/]*.csv or a .csv file with the header
+                      filename,width,height,class,xmin,ymin,xmax,ymax (TF Object Detection, Roboflow;
+                      width and height optional), one row per box, images beside it or anywhere under root
 
-Boxes partly outside the image are clipped to it; boxes of zero area (after clipping) are dropped;
-both are counted (`BoxData.clipped`, `BoxData.dropped`). An image without objects is a valid
-negative. Every other problem (malformed XML/JSON/txt, a missing or corrupt image, an unknown
-class name) raises `UserError` naming the file, or under `skip_bad=True` skips the image and
-lists it in `BoxData.skipped`.
+A layout without a test split gets one held out by the task (`--test-fraction`). Boxes partly
+outside the image are clipped to it; boxes of zero area (after clipping) are dropped; both are
+counted (`BoxData.clipped`, `BoxData.dropped`). An image without objects is a valid negative. Every
+other problem (malformed XML/JSON/CSV/txt, a missing or corrupt image, an unknown class name)
+raises `UserError` naming the file, or under `skip_bad=True` skips the image and lists it in
+`BoxData.skipped`.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
 import json
+import os
 import pathlib
 import re
 import xml.etree.ElementTree as ElementTree
@@ -47,9 +57,12 @@ SPLIT_NAMES = {"train": "train", "val": "validation", "valid": "validation", "va
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad images"
 EXPECTED_LAYOUTS = (
-    "expected Pascal VOC (Annotations/*.xml, JPEGImages/, ImageSets/Main/*.txt), a COCO .json file "
-    "(or a folder of them), or YOLO txt (images/ and labels/ with classes.txt or data.yaml)"
+    "expected Pascal VOC (Annotations/*.xml, JPEGImages/, ImageSets/Main/*.txt), VOC XML files beside "
+    "their images (LabelImg), a COCO .json file (or a folder of them), YOLO txt (images/ and labels/ "
+    "with classes.txt or data.yaml), or a box CSV (filename,width,height,class,xmin,ymin,xmax,ymax)"
 )
+CSV_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")  # width, height: optional
+CSV_HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax"
 FILL = 114.0  # grey of padding (letterbox) and of pixels uncovered by augmentation
 
 
@@ -79,6 +92,7 @@ class BoxData:
     skipped: list = dataclasses.field(default_factory=list)  # (where, reason)
     clipped: int = 0  # boxes clipped to the image
     dropped: int = 0  # boxes of zero area (after clipping) dropped
+    layout: str = ""  # the layout found, e.g. "Pascal VOC", "box CSV"
 
 
 @dataclasses.dataclass
@@ -96,11 +110,40 @@ class _Record:
 # === Entry point ===
 
 
-def read_boxes(path, class_names=None, skip_bad=False):
-    """Reads a detection dataset in any layout of the module docstring.
+def read(source, class_names=None, skip_bad=False, verbose=True):
+    """Reads the `--data` value: `demo`, `tfds:NAME[/CONFIG]` or a path in any layout above.
 
     Args:
-        path: str or path. A folder or a COCO .json file.
+        source: str or path. `demo`, `tfds:...`, a folder or an annotation file.
+        class_names: list of str or None. The classes, in order (paths only); an object of another
+            class is an error. None: every class the annotations name (sorted, or the file's order).
+        skip_bad: bool. Skip (and list) bad images instead of raising. Defaults to False.
+        verbose: bool. Print the one line `data: <layout>, <N> images, <K> classes`. Defaults to True.
+
+    Returns:
+        A `BoxData`.
+    """
+    from tasks.core import data as data_lib
+
+    kind, value = data_lib.source(str(source))
+    if kind == "demo":
+        found = demo_scenes()
+    elif kind == "tfds":
+        found = read_tfds(value)
+    else:
+        found = read_boxes(value, class_names=class_names, skip_bad=skip_bad)
+    if verbose:
+        count = sum(len(split) for split in found.splits.values())
+        print(f"data: {found.layout}, {count} images, {len(found.class_names)} "
+              f"class{'es' if len(found.class_names) != 1 else ''}")
+    return found
+
+
+def read_boxes(path, class_names=None, skip_bad=False):
+    """Reads a detection dataset at a path, in any layout of the module docstring.
+
+    Args:
+        path: str or path. A folder, a COCO .json, a box .csv or an Ultralytics data.yaml file.
         class_names: list of str or None. The classes, in order; an object of another class is
             an error (VOC, COCO by name). None: every class the annotations name, sorted.
         skip_bad: bool. Skip (and list) bad images instead of raising. Defaults to False.
@@ -112,17 +155,31 @@ def read_boxes(path, class_names=None, skip_bad=False):
     if not path.exists():
         raise UserError(f"no such file or directory: {path}; {EXPECTED_LAYOUTS}")
     if path.is_file():
-        if path.suffix.lower() != ".json":
-            raise UserError(f"{path} is a single file but not COCO .json; {EXPECTED_LAYOUTS}")
-        return read_coco([path], class_names, skip_bad)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            return read_coco([path], class_names, skip_bad)
+        if suffix == ".csv":
+            return read_box_csv([path], class_names, skip_bad, root=path.parent)
+        if suffix in (".yaml", ".yml"):
+            return read_yolo_yaml(path, class_names, skip_bad)
+        raise UserError(f"{path} is a single file but not COCO .json, a box .csv or a YOLO data.yaml; {EXPECTED_LAYOUTS}")
     voc = _find_voc_root(path)
     if voc is not None:
         return read_voc(voc, class_names, skip_bad)
-    jsons = sorted(path.glob("*.json")) or sorted((path / "annotations").glob("*.json"))
+    yaml_file = _find_yolo_yaml(path)
+    if yaml_file is not None:
+        return read_yolo_yaml(yaml_file, class_names, skip_bad)
+    jsons = _annotation_files(path, "json")
     if jsons:
         return read_coco(jsons, class_names, skip_bad)
     if (path / "labels").is_dir() and (path / "images").is_dir():
         return read_yolo(path, class_names, skip_bad)
+    xmls = sorted(xml for xml in path.rglob("*.xml") if not _hidden(xml, path))
+    if xmls:
+        return read_voc_xml(path, xmls, class_names, skip_bad)
+    csvs = _annotation_files(path, "csv")
+    if csvs:
+        return read_box_csv(csvs, class_names, skip_bad, root=path)
     raise UserError(f"no detection dataset in {path}; {EXPECTED_LAYOUTS}")
 
 
@@ -131,6 +188,75 @@ def _find_voc_root(path):
         return path
     inner = [child for child in sorted(path.iterdir()) if child.is_dir() and (child / "Annotations").is_dir()]
     return inner[0] if len(inner) == 1 else None
+
+
+def _annotation_files(root, extension):
+    """`*.<extension>` in root, else in root/annotations/, else in root/<split>/ folders."""
+    found = sorted(root.glob(f"*.{extension}")) or sorted((root / "annotations").glob(f"*.{extension}"))
+    if not found:
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and child.name.lower() in SPLIT_NAMES:
+                found += sorted(child.glob(f"*.{extension}"))
+    return [file for file in found if not file.name.startswith(".")]
+
+
+def _hidden(path, root):
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _split_word(text):
+    """The split a name says (`train_labels` -> train, `valid` -> validation), or None."""
+    for word in re.split(r"[^a-z]+", text.lower()):
+        for token, split in SPLIT_NAMES.items():
+            if word.startswith(token):
+                return split
+    return None
+
+
+def _split_of_path(path, root):
+    """The split of the first folder between root and `path` named train, val(id), validation or test."""
+    for part in path.relative_to(root).parts[:-1]:
+        if part.lower() in SPLIT_NAMES:
+            return SPLIT_NAMES[part.lower()]
+    return "train"
+
+
+class _ImageFinder:
+    """Finds an image by file name: near a given folder first, then anywhere under the root."""
+
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
+        self._index = None
+
+    def near(self, folder):
+        """`folder`, its images/ folder, and its sibling folders (annotations/ beside images/)."""
+        folders = [folder, folder / "images"]
+        parent = folder.parent
+        if parent != folder:
+            folders += [parent, parent / "images"]
+            folders += [child for child in sorted(parent.iterdir()) if child.is_dir() and child != folder]
+        return folders
+
+    def find(self, names, folder):
+        """The first existing `<near folder>/<name>` for `names` in order, else a unique match by
+        file name under the root (a name's own folders tried first); None when there is none."""
+        for name in names:
+            for place in self.near(folder):
+                if (place / name).is_file():
+                    return place / name
+        for name in names:
+            matches = self.index().get(pathlib.Path(name).name.lower(), [])
+            if matches:
+                return matches[0]
+        return None
+
+    def index(self):
+        if self._index is None:
+            self._index = collections.defaultdict(list)
+            for file in sorted(self.root.rglob("*")):
+                if file.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(file, self.root) and file.is_file():
+                    self._index[file.name.lower()].append(file)
+        return self._index
 
 
 # === Pascal VOC ===
@@ -153,24 +279,32 @@ def read_voc(root, class_names=None, skip_bad=False):
         for name in names:
             xml = root / "Annotations" / f"{name}.xml"
             try:
-                records.append(_parse_voc_xml(xml, root, split, name))
+                if not xml.is_file():
+                    listed = "val" if split == "validation" else split
+                    raise _BadRecord(f"annotation file is missing (listed in ImageSets/Main/{listed}.txt)")
+                tree = _parse_xml(xml)
+                records.append(_Record(split, name, _voc_image(tree, root, name), _voc_objects(tree), str(xml)))
             except _BadRecord as error:
                 bad.append((str(xml), str(error)))
-    return _assemble(records, bad, class_names, skip_bad)
+    return _assemble(records, bad, class_names, skip_bad, layout="Pascal VOC")
 
 
 class _BadRecord(Exception):
     """A bad annotation or image: raised as `UserError`, or skipped under skip_bad."""
 
 
-def _parse_voc_xml(xml, root, split, name):
-    if not xml.is_file():
-        listed = "val" if split == "validation" else split
-        raise _BadRecord(f"annotation file is missing (listed in ImageSets/Main/{listed}.txt)")
+def _parse_xml(xml):
     try:
         tree = ElementTree.parse(xml).getroot()
     except ElementTree.ParseError as error:
         raise _BadRecord(f"malformed XML ({error})")
+    if tree.tag != "annotation":
+        raise _BadRecord(f"not a VOC annotation: its root element is <{tree.tag}>, not <annotation>")
+    return tree
+
+
+def _voc_image(tree, root, name):
+    """The image of a Pascal VOC annotation: JPEGImages/<filename>, else JPEGImages/<id>.<ext>."""
     filename = (tree.findtext("filename") or "").strip()
     image_path = root / "JPEGImages" / filename if filename else None
     if image_path is None or not image_path.is_file():
@@ -179,6 +313,11 @@ def _parse_voc_xml(xml, root, split, name):
         if found is None:
             raise _BadRecord(f"its image {image_path or candidates[0]} is missing")
         image_path = found
+    return image_path
+
+
+def _voc_objects(tree):
+    """[(name, x1, y1, x2, y2)] of a VOC annotation's <object>s."""
     objects = []
     for index, element in enumerate(tree.findall("object"), start=1):
         label = (element.findtext("name") or "").strip()
@@ -190,7 +329,113 @@ def _parse_voc_xml(xml, root, split, name):
         if not label:
             raise _BadRecord(f"object {index} has no <name>")
         objects.append((label, *coords))
-    return _Record(split, name, image_path, objects, str(xml))
+    return objects
+
+
+# === VOC XML files beside their images (LabelImg, Roboflow VOC) ===
+
+
+def read_voc_xml(root, xmls, class_names=None, skip_bad=False):
+    """VOC XML files anywhere under `root`, each image beside it or in a sibling folder.
+
+    The image is the XML's `<filename>` (its base name: LabelImg may write a path), else the XML's
+    own stem with an image extension; looked for beside the XML, in images/, in the sibling folders,
+    then anywhere under root. Splits come from train/, val/ or test/ folders on the XML's path.
+    """
+    root = pathlib.Path(root)
+    finder = _ImageFinder(root)
+    records, bad = [], []
+    for xml in xmls:
+        try:
+            tree = _parse_xml(xml)
+            filename = pathlib.PureWindowsPath((tree.findtext("filename") or "").strip()).name
+            names = ([filename] if filename else []) + [f"{xml.stem}{ext}" for ext in IMAGE_EXTENSIONS]
+            if filename and not pathlib.Path(filename).suffix:
+                names = [f"{filename}{ext}" for ext in IMAGE_EXTENSIONS] + names
+            image_path = finder.find(names, xml.parent)
+            if image_path is None:
+                shown = filename or f"{xml.stem}.jpg"
+                raise _BadRecord(
+                    f"its image {shown} is in no folder near it (looked beside it, in {xml.parent.parent}/*/ "
+                    f"and under {root}, also for {xml.stem}.*); put the image beside the XML or in a sibling folder"
+                )
+            records.append(_Record(_split_of_path(xml, root), image_path.stem, image_path, _voc_objects(tree), str(xml)))
+        except _BadRecord as error:
+            bad.append((str(xml), str(error)))
+    records.sort(key=lambda record: (record.split, record.name))
+    return _assemble(records, bad, class_names, skip_bad, layout="LabelImg VOC XML")
+
+
+# === Box CSV (TF Object Detection, Roboflow) ===
+
+
+def read_box_csv(files, class_names=None, skip_bad=False, root=None):
+    """Box CSVs `filename,width,height,class,xmin,ymin,xmax,ymax`: one row per box, pixel corners.
+
+    A row with an empty class and empty coordinates is an image without objects. Several CSVs give
+    the splits from their names or folders (*train*, *val*, *test*); one CSV is the train split.
+    """
+    import csv
+
+    files = [pathlib.Path(file) for file in files]
+    root = pathlib.Path(root or files[0].parent)
+    finder = _ImageFinder(root)
+    by_image = {}  # (split, filename) -> [objects], in order of appearance
+    wheres = {}
+    bad = []
+    for file in files:
+        split = "train"
+        if len(files) > 1:
+            split = _split_word(file.stem) or _split_word(file.parent.name)
+            if split is None:
+                raise UserError(f"cannot tell the split of {file}: with several box CSVs, name them (or their "
+                                "folders) *train*, *val* and *test*")
+        try:
+            lines = file.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"{file} is not UTF-8 text; expected a box CSV with the header {CSV_HEADER}")
+        reader = csv.reader(lines)
+        header = [column.strip().lower() for column in next(reader, [])]
+        missing = [column for column in CSV_COLUMNS if column not in header]
+        if missing:
+            raise UserError(
+                f"{file}: the box CSV has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
+                f"(its header: {','.join(header) or 'empty'}); give it the header {CSV_HEADER}"
+            )
+        column = {name: header.index(name) for name in CSV_COLUMNS}
+        for number, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{file}: line {number}"
+            if len(row) < len(header):
+                bad.append((where, f"{len(row)} fields, the header has {len(header)}"))
+                continue
+            value = {name: row[index].strip() for name, index in column.items()}
+            key = (split, value["filename"])
+            objects = by_image.setdefault(key, [])
+            wheres.setdefault(key, where)
+            if not value["class"] and not any(value[name] for name in ("xmin", "ymin", "xmax", "ymax")):
+                continue  # an image without objects
+            try:
+                coords = [float(value[name]) for name in ("xmin", "ymin", "xmax", "ymax")]
+            except ValueError:
+                bad.append((where, "xmin, ymin, xmax and ymax must be numbers (pixels)"))
+                continue
+            if not value["class"]:
+                bad.append((where, "the class is empty"))
+                continue
+            objects.append((value["class"], *coords))
+    records = []
+    for (split, filename), objects in by_image.items():
+        where = wheres[(split, filename)]
+        folder = pathlib.Path(where.rsplit(": line", 1)[0]).parent
+        image_path = finder.find([filename], folder) if filename else None
+        if image_path is None:
+            bad.append((where, f"its image {filename or '(empty filename)'} is in no folder near the CSV nor under {root}"))
+            continue
+        records.append(_Record(split, pathlib.Path(filename).stem, image_path, objects, where))
+    records.sort(key=lambda record: (record.split, record.name))
+    return _assemble(records, bad, class_names, skip_bad, layout="box CSV")
 
 
 # === COCO JSON ===
@@ -198,10 +443,10 @@ def _parse_voc_xml(xml, root, split, name):
 
 def read_coco(files, class_names=None, skip_bad=False):
     """COCO detection JSON files (`images`, `annotations` with `bbox` [x, y, w, h], `categories`)."""
-    records, bad, categories = [], [], None
+    records, bad, categories, finders = [], [], None, {}
     for file in files:
         file = pathlib.Path(file)
-        split = _split_from_name(file.stem) if len(files) > 1 else "train"
+        split = _split_from_name(file) if len(files) > 1 else "train"
         try:
             content = json.loads(file.read_text())
         except json.JSONDecodeError as error:
@@ -247,24 +492,25 @@ def read_coco(files, class_names=None, skip_bad=False):
                           file.parent.parent / file_name, file.parent.parent / "images" / file_name]
             candidates += [file.parent / stem / file_name for stem in (file.stem, split)]
             found = next((candidate for candidate in candidates if candidate.is_file()), None)
+            if found is None:
+                found = finders.setdefault(file.parent.parent, _ImageFinder(file.parent.parent)).find([file_name], file.parent)
             where = f"{file}: image {item.get('id')!r}"
             if found is None:
                 bad.append((where, f"its image {file_name} is missing (looked in {file.parent} and {file.parent / 'images'})"))
                 continue
             records.append(_Record(split, pathlib.Path(file_name).stem, found, by_image[item.get("id")], where))
     ordered = [categories[key] for key in sorted(categories)] if categories else []
-    return _assemble(records, bad, class_names or ordered, skip_bad)
+    return _assemble(records, bad, class_names or ordered, skip_bad, layout="COCO JSON")
 
 
-def _split_from_name(stem):
-    words = re.split(r"[^a-z]+", stem.lower())
-    for word in words:
-        for token, split in SPLIT_NAMES.items():
-            if word.startswith(token):
-                return split
-    raise UserError(
-        f"cannot tell the split of {stem}.json: with several COCO files, name them *train*, *val* and *test*"
-    )
+def _split_from_name(file):
+    split = _split_word(file.stem) or _split_word(file.parent.name)
+    if split is None:
+        raise UserError(
+            f"cannot tell the split of {file}: with several COCO files, name them (or their folders) "
+            "*train*, *val* and *test*"
+        )
+    return split
 
 
 # === YOLO txt ===
@@ -283,28 +529,110 @@ def read_yolo(root, class_names=None, skip_bad=False):
         for image_path in sorted((root / "images" / sub).iterdir()):
             if image_path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            label_path = root / "labels" / sub / f"{image_path.stem}.txt"
-            objects = []
-            try:
-                lines = label_path.read_text().splitlines() if label_path.is_file() else []  # none: a negative
-                for number, line in enumerate(lines, start=1):
-                    if not line.strip():
-                        continue
-                    parts = line.split()
-                    try:
-                        index, cx, cy, width, height = int(parts[0]), *map(float, parts[1:5])
-                        if len(parts) != 5:
-                            raise ValueError
-                    except (ValueError, IndexError):
-                        raise _BadRecord(f"line {number}: expected 'class cx cy w h', found {line.strip()!r}")
-                    if not 0 <= index < len(names):
-                        raise _BadRecord(f"line {number}: unknown class {index} (there are {len(names)} names)")
-                    objects.append((names[index], cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2))
-            except _BadRecord as error:
-                bad.append((str(label_path), str(error)))
+            _add_yolo_record(records, bad, split, image_path, root / "labels" / sub / f"{image_path.stem}.txt", names)
+    return _assemble(records, bad, names, skip_bad, layout="YOLO txt")
+
+
+def _add_yolo_record(records, bad, split, image_path, label_path, names):
+    """Appends the image's record (its label file missing: a negative) or, when bad, its reason."""
+    objects = []
+    try:
+        lines = label_path.read_text().splitlines() if label_path.is_file() else []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
                 continue
-            records.append(_Record(split, image_path.stem, image_path, objects, str(label_path), normalized=True))
-    return _assemble(records, bad, names, skip_bad)
+            parts = line.split()
+            try:
+                index, cx, cy, width, height = int(parts[0]), *map(float, parts[1:5])
+                if len(parts) != 5:
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise _BadRecord(f"line {number}: expected 'class cx cy w h', found {line.strip()!r}")
+            if not 0 <= index < len(names):
+                raise _BadRecord(f"line {number}: unknown class {index} (there are {len(names)} names)")
+            objects.append((names[index], cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2))
+    except _BadRecord as error:
+        bad.append((str(label_path), str(error)))
+        return
+    records.append(_Record(split, image_path.stem, image_path, objects, str(label_path), normalized=True))
+
+
+def _find_yolo_yaml(root):
+    """root/data.yaml (or the one *.yaml there) when it names a `train:` set, else None."""
+    files = [root / "data.yaml", root / "data.yml"]
+    files = [file for file in files if file.is_file()] or sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml"))
+    if len(files) != 1:
+        return None
+    try:
+        import yaml
+
+        content = yaml.safe_load(files[0].read_text())
+    except Exception:  # noqa: BLE001 — not this layout's file; read_yolo_yaml reports a bad one
+        return files[0] if files[0].name.startswith("data.") else None
+    return files[0] if isinstance(content, dict) and content.get("train") else None
+
+
+def read_yolo_yaml(file, class_names=None, skip_bad=False):
+    """Ultralytics `data.yaml`: `train:`, `val:`, `test:` name image folders, list files or lists
+    of them, relative to `path:` (itself relative to the yaml) or to the yaml's folder; an image
+    `.../images/.../x.jpg` has its labels in `.../labels/.../x.txt` (else `x.txt` beside it)."""
+    import yaml
+
+    file = pathlib.Path(file)
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserError(f"malformed YAML in {file}: {' '.join(str(error).split())}")
+    if not isinstance(content, dict) or not content.get("train"):
+        raise UserError(f"{file} names no train: image folder; an Ultralytics data.yaml needs train: and names:")
+    names = class_names or _yaml_names(content, file)
+    base = pathlib.Path(str(content.get("path") or ""))
+    base = base if base.is_absolute() else file.parent / base
+    records, bad = [], []
+    for key, split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        entries = content.get(key) or []
+        for entry in entries if isinstance(entries, list) else [entries]:
+            for image_path in _yolo_images(str(entry), base, file, key):
+                label = pathlib.Path(_label_path(str(image_path)))
+                _add_yolo_record(records, bad, split, image_path, label, names)
+    return _assemble(records, bad, names, skip_bad, layout="YOLO data.yaml")
+
+
+def _yaml_names(content, file):
+    names = content.get("names")
+    if isinstance(names, dict):
+        return [str(names[key]) for key in sorted(names)]
+    if isinstance(names, list):
+        return [str(name) for name in names]
+    if isinstance(content.get("nc"), int):
+        return [str(index) for index in range(content["nc"])]
+    raise UserError(f"{file} has no names: list of class names; add one (names: [cat, dog])")
+
+
+def _yolo_images(entry, base, file, key):
+    """The images an Ultralytics set entry names: a folder (searched recursively) or a list file."""
+    path = pathlib.Path(entry)
+    if not path.is_absolute():
+        path = base / entry
+        if not path.exists() and entry.startswith("../"):  # Roboflow's exports: as Ultralytics reads them
+            path = base / entry[3:]
+    if path.is_dir():
+        return sorted(image for image in path.rglob("*") if image.suffix.lower() in IMAGE_EXTENSIONS)
+    if path.is_file():
+        listed = []
+        for line in path.read_text().splitlines():
+            if line.strip():
+                image = pathlib.Path(line.strip())
+                listed.append(image if image.is_absolute() else path.parent / image)
+        return listed
+    raise UserError(f"{file}: {key}: {entry} is neither an image folder nor a list file (looked for {path}); "
+                    "fix the path in the yaml")
+
+
+def _label_path(image_path):
+    """Ultralytics' rule: the last /images/ of the path becomes /labels/, the extension .txt."""
+    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return labels.join(image_path.rsplit(images, 1)).rsplit(".", 1)[0] + ".txt"
 
 
 def _yolo_names(root):
@@ -328,7 +656,7 @@ def _yolo_names(root):
 # === Assembly: decode images, check classes, clip and drop boxes ===
 
 
-def _assemble(records, bad, class_names, skip_bad):
+def _assemble(records, bad, class_names, skip_bad, layout=""):
     known = list(class_names) if class_names else sorted({obj[0] for record in records for obj in record.objects})
     index = {name: i for i, name in enumerate(known)}
     kept = []
@@ -368,7 +696,7 @@ def _assemble(records, bad, class_names, skip_bad):
         raise UserError(f"no usable training images{first}")
     if not known:
         raise UserError("the annotations name no object class; a detector needs at least one")
-    return BoxData(splits, known, bad, clipped, dropped)
+    return BoxData(splits, known, bad, clipped, dropped, layout)
 
 
 def clean_boxes(boxes, width, height):
@@ -416,7 +744,7 @@ def read_tfds(name, data_dir=None):
         found[SPLIT_NAMES.get(split, split)] = part
     if "train" not in found:
         raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(found)}).")
-    return BoxData(found, class_names, [], clipped, dropped)
+    return BoxData(found, class_names, [], clipped, dropped, f"tfds:{name}")
 
 
 # === Demo ===
@@ -462,7 +790,7 @@ def demo_scenes(num_train=480, num_test=60, size=128, seed=0):
             part.classes.append(np.array(classes, np.int32))
             part.names.append(f"{split}{number}")
         splits[split] = part
-    return BoxData(splits, list(DEMO_CLASSES))
+    return BoxData(splits, list(DEMO_CLASSES), layout="demo scenes")
 
 
 def _max_iou(box, others):

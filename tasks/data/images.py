@@ -18,8 +18,16 @@ extracted to disk):
     archive.tar.gz holding either layout (optionally inside one wrapper folder)
     root/*.tar.gz, each holding some of the splits              -> their splits, merged
     root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]      -> MNIST IDX; one pair -> "train"
+    root/labels.csv (filename,label) + root/<folder>/*.png       -> label CSV (Kaggle style), "train";
+        several labelled CSVs named *train*, *val*, *test* give those splits
 
-Images are ordered by split, class, then file name, so every read gives the same arrays.
+A label CSV names the image (column filename, file, image, image_id, id, path or name; the
+extension may be left out) and its class (column label, class, category, target or breed; in
+a two-column CSV one named column is enough: `id,has_cactus`). The image is looked for under the CSV's folder: first in
+the folder named like the CSV (train.csv -> train/, trainLabels.csv -> train/), then in images/,
+beside the CSV, and under any path the value holds. A CSV with a file column and no label column
+is an error. Images are ordered by split, class, then file name, so every read gives the same
+arrays, whatever the layout.
 """
 
 import collections
@@ -66,6 +74,9 @@ EXPECTED_LAYOUTS = (
     "*-labels-idx1-ubyte[.gz])"
 )
 SKIP_HINT = "or pass skip_bad=True (--skip-bad) to skip bad records"
+# Label CSV columns, in order of preference (lower case).
+FILE_COLUMNS = ("filename", "file_name", "file", "image", "image_id", "id", "path", "name")
+LABEL_COLUMNS = ("label", "class", "category", "target", "breed")
 
 # Files are decoded in chunks. A chunk goes to the thread pool only when its files are big enough
 # for PIL's C decoder (which releases the GIL) to outweigh its Python header parsing (which holds
@@ -90,6 +101,7 @@ class ImageData:
     splits: dict
     class_names: list
     skipped: list = dataclasses.field(default_factory=list)
+    layout: str = ""  # the layout found, e.g. "class folders", "label CSV"
 
 
 def read_images(path, image_size=None, channels=None, skip_bad=False):
@@ -119,12 +131,19 @@ def read_images(path, image_size=None, channels=None, skip_bad=False):
     if path.is_dir():
         idx_pairs = _find_idx_pairs(path)
         if idx_pairs:
-            return _read_idx_splits(idx_pairs, size, channels)
+            return dataclasses.replace(_read_idx_splits(idx_pairs, size, channels), layout="MNIST IDX")
+    label_csvs = _find_label_csvs(path)
     with concurrent.futures.ThreadPoolExecutor(_num_workers()) as executor:
         decoder = _Decoder(executor)
+        if label_csvs:
+            classes = _csv_classes(label_csvs)
+            found = _read_classes(classes, decoder, size, channels, skip_bad, partial_splits=True)
+            return dataclasses.replace(found, layout="label CSV")
         tree = _scan(path, decoder)
         classes = _find_classes(tree, path)
-        return _read_classes(classes, decoder, size, channels, skip_bad)
+        found = _read_classes(classes, decoder, size, channels, skip_bad)
+        layout = "split folders" if set(classes) != {"train"} else "class folders"
+        return dataclasses.replace(found, layout=layout + (" (archive)" if path.is_file() else ""))
 
 
 def read_idx(images_path, labels_path):
@@ -419,6 +438,163 @@ def _check_same_classes(classes, wheres):
             )
 
 
+# === Label CSV (Kaggle style): filename,label beside a folder of images ===
+
+
+def _find_label_csvs(path):
+    """{csv path: (file column, label column)} for a .csv file or the labelled CSVs in a folder.
+
+    A CSV with a file column but no label column is an error (a submission CSV is ignored); a
+    CSV with neither is not this layout's.
+    """
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            return {}
+        columns = _csv_columns(path)
+        if columns[0] is None or columns[1] is None:
+            raise _missing_column_error(path, columns)
+        return {path: columns}
+    found, unlabelled = {}, []
+    for file in sorted(path.glob("*.csv")):
+        if _ignored(file.name) or "submission" in file.name.lower():
+            continue
+        columns = _csv_columns(file)
+        if columns[0] is not None and columns[1] is not None:
+            found[file] = columns
+        elif columns[0] is not None:
+            unlabelled.append((file, columns))
+    if not found and unlabelled:
+        raise _missing_column_error(*unlabelled[0])
+    return found
+
+
+def _csv_columns(file):
+    """(file column index, label column index, header) of a CSV; None where there is none."""
+    import csv
+
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            header = [cell.strip() for cell in next(csv.reader(handle), [])]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {file} ({_one_line(error)}); expected a UTF-8 CSV of filename,label") from None
+    lower = [cell.lower() for cell in header]
+    file_column = next((lower.index(name) for name in FILE_COLUMNS if name in lower), None)
+    label_column = next((lower.index(name) for name in LABEL_COLUMNS if name in lower), None)
+    if len(header) == 2 and (file_column is None) != (label_column is None):
+        other = 1 - (file_column if file_column is not None else label_column)
+        file_column, label_column = (file_column, other) if file_column is not None else (other, label_column)
+    return file_column, label_column, header
+
+
+def _missing_column_error(file, columns):
+    missing = "file name" if columns[0] is None else "label"
+    names = FILE_COLUMNS if columns[0] is None else LABEL_COLUMNS
+    return UserError(
+        f"{file}: no {missing} column (its header: {','.join(columns[2]) or 'empty'}); a label CSV needs "
+        f"the header filename,label (the {missing} column may also be named {', '.join(names[1:])})"
+    )
+
+
+def _csv_classes(label_csvs):
+    """{split: {class name: _Class}} from label CSVs; several CSVs take their splits from their names."""
+    import csv
+
+    if len(label_csvs) == 1:
+        splits = {next(iter(label_csvs)): "train"}
+    else:
+        splits = {}
+        for file in label_csvs:
+            words = [word for word in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", file.stem).lower()) if word]
+            names = {SPLIT_FOLDERS[word] for word in words if word in SPLIT_FOLDERS}
+            if len(names) != 1 or names & set(splits.values()):
+                raise UserError(f"cannot tell which split {file} is: with several label CSVs, name them train.csv, "
+                                "val.csv and test.csv (or *_train.csv ...)")
+            splits[file] = names.pop()
+        if "train" not in splits.values():
+            raise UserError(f"no train CSV among {', '.join(str(file) for file in label_csvs)}; name one train.csv")
+    rows = {}  # split -> {label: [(relative name, _File)]}
+    for file, (file_column, label_column, header) in label_csvs.items():
+        split = splits[file]
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            lines = list(csv.reader(handle))[1:]
+        resolve = _ImageResolver(file, split)
+        for number, row in enumerate(lines, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{file}: line {number}"
+            if len(row) <= max(file_column, label_column):
+                raise UserError(f"{where}: {len(row)} fields, the header has {len(header)}; fix the row")
+            name, label = row[file_column].strip(), row[label_column].strip()
+            if not name or not label:
+                raise UserError(f"{where}: the file name or the label is empty; fill it in or remove the row")
+            image = resolve(name)
+            if image is None:
+                raise UserError(
+                    f"{where}: no image {name} under {file.parent} (looked in {resolve.folder_names()}); "
+                    "fix the name or put the image there"
+                )
+            size = image.stat().st_size
+            rows.setdefault(split, {}).setdefault(label, []).append(
+                (str(image.relative_to(file.parent)), _File(f"{image} ({where})", image, size))
+            )
+    if "train" not in rows:
+        raise UserError(f"{next(iter(label_csvs))} lists no images; add rows of filename,label")
+    names = sorted(rows["train"], key=_label_order(rows["train"]))
+    for split, by_label in rows.items():
+        unknown = sorted(set(by_label) - set(names))
+        if unknown:
+            raise UserError(f"the {split} CSV has label {unknown[0]!r}, which the train CSV never names; "
+                            "use the train CSV's labels")
+    first = next(iter(label_csvs))
+    classes = {}
+    for split in SPLIT_ORDER:
+        if split in rows:
+            classes[split] = {
+                name: _Class(name, f"{first} (label {name!r})", sorted(rows[split].get(name, []), key=lambda pair: pair[0]))
+                for name in names
+            }
+    if len(names) < 2:
+        raise UserError(f"classification needs at least 2 classes, but {first} names {len(names)} "
+                        f"({', '.join(names)}); add images of every class")
+    return classes
+
+
+def _label_order(labels):
+    """Integers by value (0, 1, ..., 10), anything else by name."""
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        return int
+    return str
+
+
+class _ImageResolver:
+    """A label CSV's file name -> the image under its folder (the extension may be left out)."""
+
+    def __init__(self, file, split):
+        root = file.parent
+        stems = [file.stem, file.stem.lower()]
+        stems += [word for word in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", file.stem).lower()) if word]
+        stems += [folder for folder, name in SPLIT_FOLDERS.items() if name == split]
+        folders = [root / stem for stem in stems] + [root / "images", root]
+        seen = set()
+        self.folders = [folder for folder in folders if folder.is_dir() and not (folder in seen or seen.add(folder))]
+        self.root = root
+        self.last = None  # the folder that held the previous image: tried first
+
+    def folder_names(self):
+        return ", ".join(str(folder.relative_to(self.root)) + "/" for folder in self.folders)
+
+    def __call__(self, name):
+        folders = ([self.last] if self.last else []) + [folder for folder in self.folders if folder != self.last]
+        suffixes = [""] if _is_image_name(name) else [""] + [ext for ext in IMAGE_EXTENSIONS] + [ext.upper() for ext in IMAGE_EXTENSIONS]
+        for folder in folders:
+            for suffix in suffixes:
+                candidate = folder / f"{name}{suffix}"
+                if candidate.is_file():
+                    self.last = folder
+                    return candidate
+        return None
+
+
 # === Decoding: files -> arrays, on a thread pool ===
 
 
@@ -515,13 +691,14 @@ def _to_array(image):
 # === Assembly: decoded classes -> ImageData ===
 
 
-def _read_classes(classes, decoder, size, channels, skip_bad):
+def _read_classes(classes, decoder, size, channels, skip_bad, partial_splits=False):
     skipped = []
     bad = []  # (where, reason), in split/class/file order
-    # Fail fast on empty class folders, before decoding anything.
-    for split_classes in classes.values():
+    # Fail fast on empty class folders, before decoding anything. With `partial_splits` (label
+    # CSVs) a validation or test split may lack a class.
+    for split, split_classes in classes.items():
         for cls in split_classes.values():
-            if not cls.files and not skip_bad:
+            if not cls.files and not skip_bad and not (partial_splits and split != "train"):
                 raise UserError(
                     f"empty class folder {cls.where}: add images for class {cls.name!r} or "
                     f"remove the folder, {SKIP_HINT} (the class is then dropped)"
@@ -572,7 +749,7 @@ def _read_classes(classes, decoder, size, channels, skip_bad):
                 count = len(arrays[split][name])
                 if count:
                     skipped.append((cls.where, f"class {name!r} dropped: {count} images not used"))
-            elif not arrays[split][name]:
+            elif not arrays[split][name] and not (partial_splits and not cls.files):
                 skipped.append((cls.where, f"empty class folder: split {split!r} has no {name!r}"))
     if len(class_names) < 2:
         raise UserError(
