@@ -128,11 +128,17 @@ def read_source(config):
     kind, value = data_lib.source(config.data)
     class_names = [name.strip() for name in config.class_names.split(",") if name.strip()]
     if kind == "demo":
-        return text_readers.demo_sentences(seed=config.seed)
-    if kind == "tfds":
-        return text_readers.read_tfds(value)
-    return text_readers.read_labelled(value, config.encoding, config.text_column, config.label_column,
-                                      class_names, config.skip_bad)
+        found = text_readers.demo_sentences(seed=config.seed)
+        found.layout = "demo (generated sentences)"
+    elif kind == "tfds":
+        found = text_readers.read_tfds(value)
+        found.layout = f"tfds:{value}"
+    else:
+        found = text_readers.read_labelled(value, config.encoding, config.text_column, config.label_column,
+                                           class_names, config.skip_bad)
+    if config.verbose:
+        print(found.summary())
+    return found
 
 
 def fold_of(labels, folds, seed):

@@ -11,9 +11,10 @@ Usage:
     python -m tasks.summarization evaluate                               # the same flags find the run
     python -m tasks.summarization predict article.txt "Full text of a report ..." --sentences 4
 
-Data (`tasks.data.parallel`): CSV with document and summary columns by name (a file, a folder of
-train/valid/test CSVs, or a zip of them read in place: the BBC News Summary set), folders of
-article and summary files with the same names, `tfds:cnn_dailymail`, or `demo`. A source without
+Data (`tasks.data.parallel`): CSV with document and summary columns (named by the flags or found:
+`document,summary`, CNN/DailyMail's `article,highlights`, …; a file, a folder of train/valid/test
+CSVs, or a zip of them read in place: the BBC News Summary set), JSON lines with the same keys,
+folders of article and summary files with the same names, `tfds:cnn_dailymail`, or `demo`. A source without
 splits is split 80/10/10 (`--validation-fraction` each, seeded).
 
 Models:
@@ -61,8 +62,10 @@ class Config(seq2seq.Seq2SeqConfig):
         "extractive_summarizer (scores the document's sentences), or an encoder-decoder: transformer_seq2seq, "
         "gru_attention, lstm_attention.",
     )
-    document_column: str = option("document", "CSV column of the documents (and TFDS feature name).")
-    summary_column: str = option("summary", "CSV column of the summaries (and TFDS feature name).")
+    document_column: str = option("", "CSV column / JSON key of the documents, or TFDS feature (empty: detect "
+                                      "document, article, text...).")
+    summary_column: str = option("", "CSV column / JSON key of the summaries, or TFDS feature (empty: detect "
+                                     "summary, highlights, abstract...).")
     num_layers: int = option(0, "Encoder (and decoder) blocks, Transformer (0: 2).", minimum=0)
     embed_dim: int = option(0, "Embedding width (0: 128 for the Transformer, the builder's default otherwise).", minimum=0)
     epochs: int = option(4, "Passes over the training split.", minimum=1)
@@ -93,7 +96,8 @@ def load_data(config, saved=None):
     """(document, summary) pairs from `--data`, tokenized and batched by the shared core; `saved`
     (the run's info, when it exists) keeps its tokenizers."""
     splits = parallel.read_summarization(
-        config.data, config.document_column, config.summary_column, config.skip_bad, config.seed
+        config.data, config.document_column, config.summary_column, config.skip_bad, config.seed,
+        verbose=config.verbose,
     )
     if extractive.is_extractive(config):
         return extractive.load_data(config, splits)

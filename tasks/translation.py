@@ -7,14 +7,16 @@ Usage:
         --vocabulary-size 8000 --learning-rate 1e-3 --warmup-epochs 0.5 --batch-size 64 \
         --max-source-length 48 --max-target-length 48            # the benchmark's recipe (BENCHMARKS.md)
     python -m tasks.translation train --data spa-eng/spa.txt --reverse   # Anki TSV: spa → eng
+    python -m tasks.translation train --data spa-eng.zip --reverse       # the Anki zip as downloaded
     python -m tasks.translation train --data tfds:ted_hrlr_translate/pt_to_en --model gru_attention
     python -m tasks.translation evaluate                                 # the same flags find the run
     python -m tasks.translation predict "the third of may, two thousand and one" "Jan 5 1999"
     python -m tasks.translation predict --model saved_models/translation --beam-width 4 sentences.txt
 
-Data (`tasks.data.parallel`): a folder of parallel files (`train.de.gz` + `train.en.gz`, …, or
-`de.train.txt` + `en.train.txt`), a TSV of pairs (Tatoeba/Anki `eng<TAB>spa<TAB>…`), `tfds:` names,
-or `demo`. A source without splits is split 80/10/10 (`--validation-fraction` each, seeded).
+Data (`tasks.data.parallel`): a folder of parallel files (`train.de.gz` + `train.en.gz`, Moses
+`train.de` + `train.en`, …, or `de.train.txt` + `en.train.txt`), a TSV of pairs (Tatoeba/Anki
+`eng<TAB>spa<TAB>…`) or the Anki `.zip` holding one, JSON lines (`{"translation": {"de": …, "en":
+…}}`, a file or `train.jsonl` …), `tfds:` names, or `demo`. A source without splits is split 80/10/10 (`--validation-fraction` each, seeded).
 Tokens: SentencePiece BPE learned on the training split, one shared model or one per side.
 Model: `transformer_seq2seq` (default), `gru_attention`, `lstm_attention`. Loss: token
 cross-entropy (teacher forcing). Metrics: BLEU and chrF by sacrebleu on the detokenized output,
@@ -63,7 +65,8 @@ def load_data(config, saved=None):
     """Pairs from `--data`, tokenized and batched by the shared core; `saved` (the run's info,
     when it exists) keeps its tokenizers."""
     splits = parallel.read_translation(
-        config.data, config.source_lang, config.target_lang, config.reverse, config.skip_bad, config.seed
+        config.data, config.source_lang, config.target_lang, config.reverse, config.skip_bad, config.seed,
+        verbose=config.verbose,
     )
     return seq2seq.load_data(config, splits, saved)
 

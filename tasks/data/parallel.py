@@ -3,19 +3,30 @@
     splits = read_translation("../shared/data/multi30k", "de", "en")   # {"train": Pairs, ...}
     splits = read_summarization("../shared/data/bbc_news_summary/train_val_test_split.zip")
 
-Translation:
+Translation (`read_translation`; the layout found is printed as `data: <layout>, <N> pairs`):
 - a folder of parallel files, one sentence a line, line i of one language aligned with line i of
-  the other, plain or `.gz`: `train.de.gz` + `train.en.gz` (Multi30k, WMT) or `de.train.txt` +
-  `en.train.txt` (the TFDS `TranslateFolder` layout); `--source-lang/--target-lang` pick the pair.
+  the other, plain or `.gz`: `train.de.gz` + `train.en.gz` (Multi30k, WMT), Moses-style `train.de`
+  + `train.en` (+ `valid.*`, `test.*`), or `de.train.txt` + `en.train.txt` (the TFDS
+  `TranslateFolder` layout); `--source-lang/--target-lang` pick the pair.
 - a TSV file of pairs, `source<TAB>target[<TAB>anything]` a line (the Tatoeba/Anki `eng<TAB>spa<TAB>
   attribution` layout); `reverse=True` reads the second column as the source.
+- the Anki/Tatoeba `.zip` as downloaded (`spa-eng.zip`): its one TSV pair file (`spa.txt`), read in
+  place; `_about.txt` and other notes are not pairs.
+- JSON lines, one pair an object: `{"translation": {"de": ..., "en": ...}}` (the Hugging Face WMT
+  layout) or `{"de": ..., "en": ...}`; a `.jsonl` file or a folder of `train.jsonl` (+ `validation`,
+  `test`). The language keys are `--source-lang/--target-lang`, else the object's two keys in order.
 - `tfds:NAME[/CONFIG]` (ted_hrlr_translate, wmt…): the language features, else the supervised keys.
 - `demo`: dates written out in many ways (`the third of march, nineteen ninety-seven`,
   `Mar 3 1997`, …) → ISO dates (`1997-03-03`).
 
-Summarization:
-- a CSV file (document and summary columns by name), a folder of `train.csv`/`valid.csv`/`test.csv`,
-  or a zip of them read in place (the BBC News Summary layout).
+Summarization (`read_summarization`):
+- a CSV file of document and summary columns, a folder of `train.csv`/`valid.csv`/`test.csv`, or a
+  zip of them read in place (the BBC News Summary layout). The columns are named by
+  `document_column`/`summary_column`, else found by name: `document`, `article`, `text`, `story`
+  … and `summary`, `highlights`, `abstract` (CNN/DailyMail's `article,highlights`; XSum's
+  `document,summary`).
+- JSON lines with the same keys (`{"document": ..., "summary": ...}`): a `.jsonl` file or a folder
+  of `train.jsonl` (+ `validation`, `test`).
 - a folder with `article/…` and `summary/…` subtrees holding files of the same relative names (the
   BBC News Summary `corpus/` layout).
 - `tfds:cnn_dailymail` (or any TFDS dataset with a (document, summary) supervised pair).
@@ -32,6 +43,7 @@ import dataclasses
 import datetime
 import gzip
 import io
+import json
 import pathlib
 import re
 import sys
@@ -43,6 +55,10 @@ from tasks.core import data as data_lib
 from tasks.core.errors import UserError
 
 VALIDATION_NAMES = ("val", "valid", "validation", "dev")
+DOCUMENT_COLUMNS = ("document", "article", "text", "story", "content", "body", "source")
+SUMMARY_COLUMNS = ("summary", "highlights", "abstract", "summaries", "headline", "target")
+NOTE_NAMES = ("_about", "about", "readme", "license", "licence")  # files in an Anki zip that are not pairs
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 @dataclasses.dataclass
@@ -173,24 +189,120 @@ def read_parallel_folder(folder, source_lang, target_lang, skip_bad=False):
 
 def read_tsv(path, reverse=False, skip_bad=False):
     """A TSV file of pairs (`source<TAB>target[<TAB>…]`) as one `Pairs` collection."""
+    return _tsv_pairs(_lines(path), str(path), reverse, skip_bad)
+
+
+def _tsv_pairs(lines, where, reverse, skip_bad):
     sources, targets, bad = [], [], 0
-    for number, line in enumerate(_lines(path), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2:
             if not skip_bad:
                 raise UserError(
-                    f"{path}:{number}: expected source<TAB>target, found no tab; fix it or pass --skip-bad."
+                    f"{where}:{number}: expected source<TAB>target, found no tab; fix it or pass --skip-bad."
                 )
             bad += 1
             continue
         source, target = (fields[1], fields[0]) if reverse else (fields[0], fields[1])
         sources.append(source)
         targets.append(target)
-    pairs = check_pairs(sources, targets, str(path), skip_bad)
+    pairs = check_pairs(sources, targets, where, skip_bad)
     pairs.skipped += bad
     return pairs
+
+
+def read_anki_zip(path, reverse=False, skip_bad=False):
+    """The Anki/Tatoeba zip as downloaded (`spa-eng.zip` holding `spa.txt`, `_about.txt`): `Pairs`."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserError(f"--data {path}: not a readable zip file ({error}).")
+    with archive:
+        names = [name for name in archive.namelist() if not name.endswith("/")]
+        candidates = []
+        for name in names:
+            base = pathlib.PurePosixPath(name)
+            if (base.suffix.lower() not in (".txt", ".tsv", "") or base.name.startswith(".")
+                    or base.stem.lower().startswith(NOTE_NAMES) or "__MACOSX" in base.parts):
+                continue
+            head = archive.open(name).read(4096)
+            if b"\t" in head:
+                candidates.append(name)
+        if not candidates:
+            listed = ", ".join(names[:6]) or "nothing"
+            raise UserError(
+                f"--data {path}: the zip holds no pair file (a .txt of source<TAB>target lines, as "
+                f"spa.txt in spa-eng.zip); it holds {listed}. Pass the pair file itself or a zip that holds one."
+            )
+        if len(candidates) > 1:
+            raise UserError(
+                f"--data {path}: the zip holds {len(candidates)} pair files ({', '.join(candidates)}); unzip it "
+                "and pass the one to train on."
+            )
+        where = f"{path}:{candidates[0]}"
+        raw = archive.read(candidates[0])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{where}: not UTF-8 text (byte {error.start}); convert it to UTF-8.")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return _tsv_pairs([line.rstrip("\r") for line in lines], where, reverse, skip_bad)
+
+
+def _json_lines(path):
+    """[(line number, object)] of a JSON-lines file (blank lines skipped); bad JSON is a `UserError`."""
+    records = []
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}:{number}: not valid JSON ({error.msg}); JSON lines hold one object a line.")
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object, found {type(record).__name__}.")
+        records.append((number, record))
+    if not records:
+        raise UserError(f"{path}: no JSON objects in it.")
+    return records
+
+
+def read_jsonl_translation(path, source_lang="", target_lang="", reverse=False, skip_bad=False):
+    """`{"translation": {"de": ..., "en": ...}}` (or `{"de": ..., "en": ...}`) lines as `Pairs`."""
+    sources, targets = [], []
+    for number, record in _json_lines(path):
+        record = record.get("translation", record)
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: \"translation\" is not an object of language: text.")
+        if source_lang and target_lang:
+            keys = (source_lang, target_lang)
+        else:
+            keys = tuple(key for key, value in record.items() if isinstance(value, str))
+            if len(keys) != 2:
+                raise UserError(f"{path}:{number}: {len(keys)} text fields ({', '.join(keys)}); pass "
+                                "--source-lang and --target-lang to choose the pair.")
+        for key, flag in zip(keys, ("--source-lang", "--target-lang")):
+            if key not in record:
+                raise UserError(f"{path}:{number}: no {key!r} ({flag}); the object has {', '.join(record)}.")
+        source, target = (record[keys[1]], record[keys[0]]) if reverse else (record[keys[0]], record[keys[1]])
+        sources.append(str(source))
+        targets.append(str(target))
+    return check_pairs(sources, targets, str(path), skip_bad)
+
+
+def _jsonl_split_files(folder):
+    """`{split: path}` of `train.jsonl`, `validation.jsonl`, `test.jsonl` (any JSON-lines suffix)."""
+    result = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES:
+            split = split_name(path.stem)
+            if split and split not in result:
+                result[split] = path
+    return result
 
 
 def read_tfds_pairs(name, first_key=None, second_key=None, skip_bad=False):
@@ -214,34 +326,68 @@ def read_tfds_pairs(name, first_key=None, second_key=None, skip_bad=False):
     return result
 
 
-def read_translation(data, source_lang="", target_lang="", reverse=False, skip_bad=False, seed=0):
-    """The translation pairs `--data` names, as `{split: Pairs}` (one `"all"` collection if unsplit)."""
+def read_translation(data, source_lang="", target_lang="", reverse=False, skip_bad=False, seed=0, verbose=False):
+    """The translation pairs `--data` names, as `{split: Pairs}` (one `"all"` collection if unsplit).
+
+    `verbose` prints the layout found: `data: <layout>, <N> pairs (<split> <n>, ...)`."""
     kind, value = data_lib.source(data)
     if kind == "demo":
         sources, targets = demo_dates(seed=seed)
-        return {"all": Pairs(sources, targets)}
-    if kind == "tfds":
-        splits = read_tfds_pairs(value, source_lang, target_lang, skip_bad)
+        splits, layout = {"all": Pairs(sources, targets)}, "demo (dates)"
+    elif kind == "tfds":
+        splits, layout = read_tfds_pairs(value, source_lang, target_lang, skip_bad), f"tfds:{value}"
         if reverse:
             splits = {split: Pairs(pairs.targets, pairs.sources, pairs.skipped) for split, pairs in splits.items()}
-        return splits
-    if value.is_dir():
-        return read_parallel_folder(value, source_lang, target_lang, skip_bad)
-    return {"all": read_tsv(value, reverse=reverse, skip_bad=skip_bad)}
+    elif value.is_dir() and _jsonl_split_files(value):
+        files = _jsonl_split_files(value)
+        splits = {split: read_jsonl_translation(path, source_lang, target_lang, reverse, skip_bad)
+                  for split, path in files.items()}
+        layout = f"JSON lines ({', '.join(path.name for path in files.values())})"
+    elif value.is_dir():
+        splits, layout = read_parallel_folder(value, source_lang, target_lang, skip_bad), "parallel files"
+    elif zipfile.is_zipfile(value):
+        splits, layout = {"all": read_anki_zip(value, reverse, skip_bad)}, "Anki/Tatoeba zip"
+    elif value.suffix.lower() in JSONL_SUFFIXES:
+        splits = {"all": read_jsonl_translation(value, source_lang, target_lang, reverse, skip_bad)}
+        layout = "JSON lines"
+    else:
+        splits, layout = {"all": read_tsv(value, reverse=reverse, skip_bad=skip_bad)}, "TSV pairs"
+    if verbose:
+        print(describe(layout, splits))
+    return splits
+
+
+def describe(layout, splits):
+    """`data: <layout>, <N> pairs (<split> <n>, ...)`."""
+    counts = ", ".join(f"{name} {len(pairs)}" for name, pairs in splits.items())
+    return f"data: {layout}, {sum(len(pairs) for pairs in splits.values())} pairs ({counts})"
 
 
 # === Summarization ===
+
+
+def pick_column(columns, given, candidates, flag, where):
+    """The column (or JSON key) `given` names, else the one of `candidates` present; ambiguity or
+    absence is a `UserError` listing the columns."""
+    listed = ", ".join(repr(column) for column in columns)
+    if given:
+        if given not in columns:
+            raise UserError(f"{where}: no column '{given}' ({flag}); its columns are {listed}.")
+        return given
+    found = [column for column in columns if column.strip().lower() in candidates]
+    if len(found) == 1:
+        return found[0]
+    what = "several" if found else "no"
+    raise UserError(f"{where}: {what} column could be the {flag[2:].replace('-column', '')} "
+                    f"({', '.join(candidates[:4])}, ...); its columns are {listed}; pass {flag} NAME.")
 
 
 def _csv_pairs(stream, where, document_column, summary_column, skip_bad):
     csv.field_size_limit(sys.maxsize)
     reader = csv.DictReader(stream)
     columns = reader.fieldnames or []
-    for column, flag in ((document_column, "--document-column"), (summary_column, "--summary-column")):
-        if column not in columns:
-            raise UserError(
-                f"{where}: no column '{column}' ({flag}); its columns are {', '.join(repr(c) for c in columns)}."
-            )
+    document_column = pick_column(columns, document_column, DOCUMENT_COLUMNS, "--document-column", where)
+    summary_column = pick_column(columns, summary_column, SUMMARY_COLUMNS, "--summary-column", where)
     documents, summaries = [], []
     try:
         for row in reader:
@@ -250,6 +396,21 @@ def _csv_pairs(stream, where, document_column, summary_column, skip_bad):
     except csv.Error as error:
         raise UserError(f"{where}: not a valid CSV file near line {reader.line_num}: {error}")
     return check_pairs(documents, summaries, where, skip_bad)
+
+
+def _jsonl_summaries(path, document_column, summary_column, skip_bad):
+    records = _json_lines(path)
+    keys = list(records[0][1])
+    document_column = pick_column(keys, document_column, DOCUMENT_COLUMNS, "--document-column", str(path))
+    summary_column = pick_column(keys, summary_column, SUMMARY_COLUMNS, "--summary-column", str(path))
+    documents, summaries = [], []
+    for number, record in records:
+        for key in (document_column, summary_column):
+            if key not in record:
+                raise UserError(f"{path}:{number}: no {key!r}; the object has {', '.join(record)}.")
+        documents.append(str(record[document_column] or ""))
+        summaries.append(str(record[summary_column] or ""))
+    return check_pairs(documents, summaries, str(path), skip_bad)
 
 
 def _csv_split_files(names):
@@ -292,16 +453,25 @@ def _folder_pairs(folder, skip_bad):
     return pairs
 
 
-def read_summarization(data, document_column="document", summary_column="summary", skip_bad=False, seed=0):
-    """The (document, summary) pairs `--data` names, as `{split: Pairs}` (`"all"` if unsplit)."""
+def read_summarization(data, document_column="", summary_column="", skip_bad=False, seed=0, verbose=False):
+    """The (document, summary) pairs `--data` names, as `{split: Pairs}` (`"all"` if unsplit).
+
+    `verbose` prints the layout found: `data: <layout>, <N> pairs (<split> <n>, ...)`."""
+    splits, layout = _summarization_splits(data, document_column, summary_column, skip_bad, seed)
+    if verbose:
+        print(describe(layout, splits))
+    return splits
+
+
+def _summarization_splits(data, document_column, summary_column, skip_bad, seed):
     kind, value = data_lib.source(data)
     if kind == "demo":
         documents, summaries = demo_reports(seed=seed)
-        return {"all": Pairs(documents, summaries)}
+        return {"all": Pairs(documents, summaries)}, "demo (news reports)"
     if kind == "tfds":
-        return read_tfds_pairs(value, document_column, summary_column, skip_bad)
+        return read_tfds_pairs(value, document_column, summary_column, skip_bad), f"tfds:{value}"
     columns = (document_column, summary_column, skip_bad)
-    if value.is_file() and value.suffix.lower() == ".zip":
+    if value.is_file() and zipfile.is_zipfile(value):
         try:
             archive = zipfile.ZipFile(value)
         except zipfile.BadZipFile:
@@ -314,23 +484,29 @@ def read_summarization(data, document_column="document", summary_column="summary
                 split: _csv_pairs(io.TextIOWrapper(archive.open(name), "utf-8-sig", newline=""),
                                   f"{value}:{name}", *columns)
                 for split, name in members.items()
-            }
+            }, "zip of CSV splits"
+    if value.is_file() and value.suffix.lower() in JSONL_SUFFIXES:
+        return {"all": _jsonl_summaries(value, *columns)}, "JSON lines"
     if value.is_file():
         with open(value, encoding="utf-8-sig", newline="") as stream:
-            return {"all": _csv_pairs(stream, str(value), *columns)}
+            return {"all": _csv_pairs(stream, str(value), *columns)}, "CSV"
     members = _csv_split_files(path.name for path in value.iterdir() if path.is_file())
     if members:
         result = {}
         for split, name in members.items():
             with open(value / name, encoding="utf-8-sig", newline="") as stream:
                 result[split] = _csv_pairs(stream, str(value / name), *columns)
-        return result
+        return result, f"CSV splits ({', '.join(members.values())})"
+    files = _jsonl_split_files(value)
+    if files:
+        return ({split: _jsonl_summaries(path, *columns) for split, path in files.items()},
+                f"JSON lines ({', '.join(path.name for path in files.values())})")
     pairs = _folder_pairs(value, skip_bad)
     if pairs is None:
         raise UserError(
-            f"--data {data}: no train/valid/test CSV files and no article/ + summary/ folders."
+            f"--data {data}: no train/valid/test CSV or JSON-lines files and no article/ + summary/ folders."
         )
-    return {"all": pairs}
+    return {"all": pairs}, "article/ + summary/ folders"
 
 
 # === Demo data ===

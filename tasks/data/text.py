@@ -12,8 +12,16 @@ Formats (`read_labelled(path)` picks by what is there):
   (text, label) rows; the first row is a header when it names a column (text, sentence, review,
   label, sentiment, …). A folder holding `train.csv`/`train.tsv` (and `dev`/`validation`/`test`)
   gives those splits (the GLUE SST-2 layout).
+  The text and label columns are `text_column`/`label_column` (a header name or a 0-based
+  number), else found by name (text, sentence, review, … and label, sentiment, polarity, …);
+  two candidates for one role, or none, is an error listing the columns.
+- JSON lines (`.jsonl`, one object a line, e.g. `{"text": ..., "label": 1}`), keys found as CSV
+  columns are; a folder of `train.jsonl` (+ `dev`/`validation`/`test`) gives those splits.
 - A class-per-folder tree: `<root>/<class>/*` one example per file, or `<root>/train/<class>/*` and
-  `<root>/test/<class>/*` (the aclImdb layout; its `unsup/` folder is unlabelled text).
+  `<root>/test/<class>/*` (the aclImdb layout; its `unsup/` folder is unlabelled text). A folder
+  holding only `aclImdb/` (the archive as extracted) is read as that folder.
+
+`read_labelled` records the layout it found in `LabelledText.layout`.
 
 Text is decoded as UTF-8 unless told otherwise (`encoding=`); a decode failure is one line naming
 the file and the byte offset. Lines are split on "\\n" only: `str.splitlines()` would also break on
@@ -23,6 +31,7 @@ the file and the byte offset. Lines are split on "\\n" only: `str.splitlines()` 
 import csv
 import dataclasses
 import io
+import json
 import pathlib
 
 import numpy as np
@@ -31,7 +40,9 @@ from tasks.core import data as data_lib
 from tasks.core.errors import UserError
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet", "utterance")
-LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity", "target", "category", "rating")
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity", "target", "category", "rating", "stars",
+                 "score")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SPLIT_NAMES = {"train": "train", "dev": "validation", "val": "validation", "valid": "validation",
                "validation": "validation", "test": "test"}
 IGNORED_NAMES = ("readme", "license", "licence", "source", "imdb.vocab", "imdber")
@@ -53,6 +64,13 @@ class LabelledText:
     class_names: list
     unlabelled: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
+    layout: str = ""
+
+    def summary(self):
+        """`data: <layout>, <N> examples (<split> <n>, ...), <K> classes`."""
+        counts = ", ".join(f"{name} {len(labels)}" for name, (_, labels) in self.splits.items())
+        total = sum(len(labels) for _, labels in self.splits.values())
+        return f"data: {self.layout}, {total} examples ({counts}), {len(self.class_names)} classes"
 
 
 # === Decoding ===
@@ -236,22 +254,18 @@ def read_table(path, encoding="utf-8", text_column="", label_column="", skip_bad
         raise UserError(f"{path}: no data rows after the header.")
     if text_column:
         text_index = _column(text_column, header, body, path, "text")
-    elif header is not None and any(cell in TEXT_COLUMNS for cell in first):
-        text_index = next(i for i, cell in enumerate(first) if cell in TEXT_COLUMNS)
     else:
-        text_index = None
+        text_index = _guess(first if header is not None else [], TEXT_COLUMNS, rows[0], path, "text")
     if label_column:
         label_index = _column(label_column, header, body, path, "label")
-    elif header is not None and any(cell in LABEL_COLUMNS for cell in first):
-        label_index = next(i for i, cell in enumerate(first) if cell in LABEL_COLUMNS)
     else:
-        label_index = None
+        label_index = _guess(first if header is not None else [], LABEL_COLUMNS, rows[0], path, "label")
     width = max(len(row) for row in body)
     if text_index is None or label_index is None:
         if width != 2:
             raise UserError(
-                f"{path}: {width} columns and no header naming the text and label; "
-                "pass --text-column and --label-column (a name or a 0-based number)."
+                f"{path}: {width} columns and no header naming the text and label (the first row is "
+                f"{', '.join(rows[0])}); pass --text-column and --label-column (a name or a 0-based number)."
             )
         # Two columns: the text is the one with the longer cells on average.
         lengths = [np.mean([len(row[i]) if len(row) > i else 0 for row in body]) for i in range(2)]
@@ -276,11 +290,68 @@ def read_table(path, encoding="utf-8", text_column="", label_column="", skip_bad
     return collector.texts, collector.labels, wheres, collector.skipped
 
 
+def _guess(names, candidates, first_row, path, what):
+    """The one column whose header name is a `candidates` name; None if none; several: an error."""
+    found = [index for index, name in enumerate(names) if name in candidates]
+    if len(found) > 1:
+        raise UserError(
+            f"{path}: several columns could be the {what} ({', '.join(first_row[i].strip() for i in found)}); "
+            f"the columns are {', '.join(cell.strip() for cell in first_row)}; pass --{what}-column NAME."
+        )
+    return found[0] if found else None
+
+
+def read_jsonl(path, encoding="utf-8", text_column="", label_column="", skip_bad=False):
+    """(texts, labels, wheres, skipped) of a JSON-lines file; keys guessed as CSV columns are."""
+    path = pathlib.Path(path)
+    records = []
+    for number, line in enumerate(split_lines(read_text(path, encoding)), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} line {number}: not valid JSON ({error.msg}); JSON lines hold one object a line.")
+        if not isinstance(record, dict):
+            raise UserError(f"{path} line {number}: expected a JSON object, found {type(record).__name__}.")
+        records.append((number, record))
+    if not records:
+        raise UserError(f"{path}: no JSON objects in it.")
+    keys = list(records[0][1])
+    lower = [key.strip().lower() for key in keys]
+    chosen = []
+    for given, candidates, what in ((text_column, TEXT_COLUMNS, "text"), (label_column, LABEL_COLUMNS, "label")):
+        if given:
+            if given not in keys:
+                raise UserError(f"{path}: no {what} key {given!r}; the keys are {', '.join(keys)}.")
+            chosen.append(given)
+            continue
+        index = _guess(lower, candidates, keys, path, what)
+        if index is None:
+            raise UserError(f"{path}: no key could be the {what} ({', '.join(candidates[:4])}, ...); the keys are "
+                            f"{', '.join(keys)}; pass --{what}-column NAME.")
+        chosen.append(keys[index])
+    collector = _Collector(skip_bad)
+    wheres = []
+    for number, record in records:
+        where = f"{path} line {number}"
+        text, label = record.get(chosen[0]), record.get(chosen[1])
+        if text is None or label is None:
+            collector.bad(where, f"no {chosen[0] if text is None else chosen[1]!r}", "fill it in")
+            continue
+        before = len(collector.texts)
+        collector.add(str(text), str(label), where)
+        if len(collector.texts) > before:
+            wheres.append(where)
+    return collector.texts, collector.labels, wheres, collector.skipped
+
+
 def _table_split_files(folder):
     found = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in (".csv", ".tsv") and path.stem.lower() in SPLIT_NAMES:
-            found[SPLIT_NAMES[path.stem.lower()]] = path
+        suffix = path.suffix.lower()
+        if path.is_file() and suffix in (".csv", ".tsv") + JSONL_SUFFIXES and path.stem.lower() in SPLIT_NAMES:
+            found.setdefault(SPLIT_NAMES[path.stem.lower()], path)
     return found
 
 
@@ -288,7 +359,8 @@ def read_tables(files, encoding="utf-8", text_column="", label_column="", class_
     """Split name → CSV/TSV file; every split's labels must be training labels (or `class_names`)."""
     splits, skipped, wheres = {}, [], {}
     for split, path in files.items():
-        texts, labels, where, bad = read_table(path, encoding, text_column, label_column, skip_bad)
+        reader = read_jsonl if pathlib.Path(path).suffix.lower() in JSONL_SUFFIXES else read_table
+        texts, labels, where, bad = reader(path, encoding, text_column, label_column, skip_bad)
         splits[split], wheres[split] = (texts, labels), where
         skipped += bad
     if "train" not in splits:
@@ -343,16 +415,34 @@ def read_labelled(path, encoding="utf-8", text_column="", label_column="", class
     if not path.exists():
         raise UserError(f"{path}: no such file or folder.")
     if path.is_file():
-        return read_tables({"train": path}, encoding, text_column, label_column, class_names, skip_bad)
+        found = read_tables({"train": path}, encoding, text_column, label_column, class_names, skip_bad)
+        found.layout = "JSON lines" if path.suffix.lower() in JSONL_SUFFIXES else _table_kind(path)
+        return found
     tables = _table_split_files(path)
     if tables:
-        return read_tables(tables, encoding, text_column, label_column, class_names, skip_bad)
-    found = read_tree(path, encoding, skip_bad) if _class_folders(path) else read_line_files(path, encoding, skip_bad)
+        found = read_tables(tables, encoding, text_column, label_column, class_names, skip_bad)
+        found.layout = f"split files ({', '.join(file.name for file in tables.values())})"
+        return found
+    folders = _class_folders(path)
+    if len(folders) == 1 and not _data_files(path) and any(
+            child.name.lower() in SPLIT_NAMES for child in _class_folders(folders[0])):
+        path, folders = folders[0], _class_folders(folders[0])  # the folder an archive extracted (aclImdb/)
+    if folders:
+        found = read_tree(path, encoding, skip_bad)
+        found.layout = "class folders" + (" in split folders" if len(found.splits) > 1 or "test" in found.splits
+                                          else "")
+    else:
+        found = read_line_files(path, encoding, skip_bad)
+        found.layout = "one file of lines per class"
     found = _check_classes(found, path, class_names)
     for split, (texts, labels) in found.splits.items():
         _unknown([f"{path} ({split} split)"] * len(labels), labels, found.class_names, path,
                  "Add it to --class-names." if class_names else "Every class must occur in the training split.")
     return found
+
+
+def _table_kind(path):
+    return "TSV" if path.suffix.lower() == ".tsv" else "CSV" if path.suffix.lower() == ".csv" else "table"
 
 
 # === TFDS ===
