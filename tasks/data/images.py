@@ -22,11 +22,10 @@ extracted to disk):
         several labelled CSVs named *train*, *val*, *test* give those splits
 
 A label CSV names the image (column filename, file, image, image_id, id, path or name; the
-extension may be left out) and its class (column label, class, category, target or breed; in
-a two-column CSV one named column is enough: `id,has_cactus`). The image is looked for under the CSV's folder: first in
-the folder named like the CSV (train.csv -> train/, trainLabels.csv -> train/), then in images/,
-beside the CSV, and under any path the value holds. A CSV with a file column and no label column
-is an error. Images are ordered by split, class, then file name, so every read gives the same
+extension may be left out) and its class (column label, class, category, target or breed). The
+image is looked for under the CSV's folder: first in the folder named like the CSV (train.csv ->
+train/, trainLabels.csv -> train/), then in images/, then beside the CSV (a value may hold a
+relative path). A CSV with a file column and no label column is an error. Images are ordered by split, class, then file name, so every read gives the same
 arrays, whatever the layout.
 """
 
@@ -480,9 +479,6 @@ def _csv_columns(file):
     lower = [cell.lower() for cell in header]
     file_column = next((lower.index(name) for name in FILE_COLUMNS if name in lower), None)
     label_column = next((lower.index(name) for name in LABEL_COLUMNS if name in lower), None)
-    if len(header) == 2 and (file_column is None) != (label_column is None):
-        other = 1 - (file_column if file_column is not None else label_column)
-        file_column, label_column = (file_column, other) if file_column is not None else (other, label_column)
     return file_column, label_column, header
 
 
