@@ -421,7 +421,8 @@ def read_labelled(path, encoding="utf-8", text_column="", label_column="", class
     tables = _table_split_files(path)
     if tables:
         found = read_tables(tables, encoding, text_column, label_column, class_names, skip_bad)
-        found.layout = f"split files ({', '.join(file.name for file in tables.values())})"
+        ordered = [tables[split].name for split in ("train", "validation", "test") if split in tables]
+        found.layout = f"split files ({', '.join(ordered)})"
         return found
     folders = _class_folders(path)
     if len(folders) == 1 and not _data_files(path) and any(
