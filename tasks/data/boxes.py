@@ -413,7 +413,7 @@ def read_box_csv(files, class_names=None, skip_bad=False, root=None):
             value = {name: row[index].strip() for name, index in column.items()}
             key = (split, value["filename"])
             objects = by_image.setdefault(key, [])
-            wheres.setdefault(key, where)
+            wheres.setdefault(key, (file, where))
             if not value["class"] and not any(value[name] for name in ("xmin", "ymin", "xmax", "ymax")):
                 continue  # an image without objects
             try:
@@ -427,9 +427,8 @@ def read_box_csv(files, class_names=None, skip_bad=False, root=None):
             objects.append((value["class"], *coords))
     records = []
     for (split, filename), objects in by_image.items():
-        where = wheres[(split, filename)]
-        folder = pathlib.Path(where.rsplit(": line", 1)[0]).parent
-        image_path = finder.find([filename], folder) if filename else None
+        file, where = wheres[(split, filename)]
+        image_path = finder.find([filename], file.parent) if filename else None
         if image_path is None:
             bad.append((where, f"its image {filename or '(empty filename)'} is in no folder near the CSV nor under {root}"))
             continue

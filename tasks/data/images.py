@@ -131,15 +131,20 @@ def read_images(path, image_size=None, channels=None, skip_bad=False):
         idx_pairs = _find_idx_pairs(path)
         if idx_pairs:
             return dataclasses.replace(_read_idx_splits(idx_pairs, size, channels), layout="MNIST IDX")
-    label_csvs = _find_label_csvs(path)
+    label_csvs, unlabelled = _find_label_csvs(path)
     with concurrent.futures.ThreadPoolExecutor(_num_workers()) as executor:
         decoder = _Decoder(executor)
         if label_csvs:
             classes = _csv_classes(label_csvs)
             found = _read_classes(classes, decoder, size, channels, skip_bad, partial_splits=True)
             return dataclasses.replace(found, layout="label CSV")
-        tree = _scan(path, decoder)
-        classes = _find_classes(tree, path)
+        try:
+            tree = _scan(path, decoder)
+            classes = _find_classes(tree, path)
+        except UserError:
+            if unlabelled:  # not class folders, and a CSV that names images but no classes
+                raise _missing_column_error(*unlabelled[0]) from None
+            raise
         found = _read_classes(classes, decoder, size, channels, skip_bad)
         layout = "split folders" if set(classes) != {"train"} else "class folders"
         return dataclasses.replace(found, layout=layout + (" (archive)" if path.is_file() else ""))
@@ -441,18 +446,19 @@ def _check_same_classes(classes, wheres):
 
 
 def _find_label_csvs(path):
-    """{csv path: (file column, label column)} for a .csv file or the labelled CSVs in a folder.
+    """({csv path: (file column, label column, header)} of the labelled CSVs, [(csv path, columns)]
+    of those with a file column but no label column), for a .csv file or a folder.
 
-    A CSV with a file column but no label column is an error (a submission CSV is ignored); a
-    CSV with neither is not this layout's.
+    A .csv file without both columns is an error; in a folder, a submission CSV is ignored and a
+    CSV with neither column is not this layout's.
     """
     if path.is_file():
         if path.suffix.lower() != ".csv":
-            return {}
+            return {}, []
         columns = _csv_columns(path)
         if columns[0] is None or columns[1] is None:
             raise _missing_column_error(path, columns)
-        return {path: columns}
+        return {path: columns}, []
     found, unlabelled = {}, []
     for file in sorted(path.glob("*.csv")):
         if _ignored(file.name) or "submission" in file.name.lower():
@@ -462,9 +468,7 @@ def _find_label_csvs(path):
             found[file] = columns
         elif columns[0] is not None:
             unlabelled.append((file, columns))
-    if not found and unlabelled:
-        raise _missing_column_error(*unlabelled[0])
-    return found
+    return found, unlabelled
 
 
 def _csv_columns(file):
