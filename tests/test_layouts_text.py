@@ -1,15 +1,19 @@
-"""Text layouts: slices of the real MR, Multi30k and BBC News data written in every layout the text
+"""Text layouts: slices of the real MR, Multi30k, BBC News and NAB data written in every layout the text
 readers claim read back as the same examples, exactly; the new bad inputs fail in one line."""
 
 import csv
+import datetime
 import gzip
+import io
 import json
 import zipfile
 
+import numpy as np
 import pytest
 
 from tasks.core.errors import UserError
 from tasks.data import parallel
+from tasks.data import series
 from tasks.data import text
 
 NUM_PER_CLASS = 120
@@ -267,7 +271,7 @@ def write_csv_zip(root, pairs):
     root.mkdir()
     with zipfile.ZipFile(root / "split.zip", "w") as archive:
         for split, part in (("train", pairs[:20]), ("valid", pairs[20:25]), ("test", pairs[25:])):
-            stream = __import__("io").StringIO()
+            stream = io.StringIO()
             writer = csv.writer(stream)
             writer.writerow(["", "document", "summary", "categories"])
             writer.writerows((i, document, summary, "business") for i, (document, summary) in enumerate(part))
@@ -294,3 +298,63 @@ def test_csv_without_a_summary_column_is_one_line(articles, tmp_path):
     assert str(error.value) == (f"{path}: no column could be the summary (summary, highlights, abstract, "
                                 "summaries, ...); its columns are 'id', 'article', 'category'; pass "
                                 "--summary-column NAME.")
+
+
+# === Anomaly detection series: a NAB file ===
+
+
+@pytest.fixture(scope="module")
+def nab_rows(shared_data):
+    """[(timestamp str, value str)]: the first rows of a real NAB series (hourly, naive UTC)."""
+    path = shared_data / "nab" / "data" / "realKnownCause" / "ambient_temperature_system_failure.csv"
+    lines = path.read_text().splitlines()[1:201]
+    return [tuple(line.split(",")) for line in lines]
+
+
+def epoch(stamp):
+    return int(np.datetime64(stamp.replace(" ", "T"), "s").astype(np.int64))
+
+
+def iso_with_zone(stamp, hours):
+    moment = datetime.datetime.fromisoformat(stamp) + datetime.timedelta(hours=hours)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f"+{hours:02d}:00" if hours else "Z")
+
+
+SERIES_LAYOUTS = {
+    "nab": ("timestamp,value", lambda stamp: stamp),
+    "prophet-epoch-seconds": ("ds,y", lambda stamp: str(epoch(stamp))),
+    "epoch-milliseconds": ("time,value", lambda stamp: str(epoch(stamp) * 1000)),
+    "iso-utc-z": ("datetime,reading", lambda stamp: iso_with_zone(stamp, 0)),
+    "iso-plus-two-hours": ("date,val", lambda stamp: iso_with_zone(stamp, 2)),
+    "two-other-names": ("when,level", lambda stamp: stamp),
+}
+
+
+@pytest.mark.parametrize("layout", list(SERIES_LAYOUTS))
+def test_every_series_layout_reads_back_the_same_rows(layout, nab_rows, tmp_path):
+    header, stamp_of = SERIES_LAYOUTS[layout]
+    path = tmp_path / "series.csv"
+    path.write_text(header + "\n" + "".join(f"{stamp_of(stamp)},{value}\n" for stamp, value in nab_rows))
+    one = series.read_csv(path)
+    expected = np.array([np.datetime64(stamp.replace(" ", "T"), "s") for stamp, _ in nab_rows])
+    np.testing.assert_array_equal(one.timestamps, expected)
+    np.testing.assert_array_equal(one.values, np.array([float(value) for _, value in nab_rows]))
+
+
+def test_series_gaps_nan_and_zones_are_counted(nab_rows, tmp_path):
+    rows = [(iso_with_zone(stamp, 0), value) for stamp, value in nab_rows]
+    rows[10] = (rows[10][0], "")  # NaN
+    del rows[50:53]  # a three-hour gap
+    path = tmp_path / "series.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{stamp},{value}\n" for stamp, value in rows))
+    one = series.read_csv(path)
+    assert one.report == {"unsorted": 0, "duplicates": 0, "nan_filled": 1, "gaps": 1, "skipped": 0,
+                          "zone_to_utc": len(rows)}
+
+
+def test_series_with_two_time_columns_is_one_line(tmp_path):
+    path = tmp_path / "series.csv"
+    path.write_text("date,time,value\n2020-01-01,00:00:00,1\n")
+    with pytest.raises(UserError, match=r"several columns could be the time \(date, time\); the columns are "
+                                        r"date, time, value"):
+        series.read_csv(path)

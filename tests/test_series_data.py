@@ -39,8 +39,8 @@ def test_numeric_timestamps_are_step_indices(tmp_path):
 
 
 def test_a_file_without_a_value_column_is_one_clear_error(tmp_path):
-    path = write(tmp_path / "bad.csv", "timestamp,reading\n2020-01-01 00:00:00,1\n")
-    with pytest.raises(UserError, match=r"bad.csv: no 'value' column .*timestamp, reading"):
+    path = write(tmp_path / "bad.csv", "timestamp,level,note\n2020-01-01 00:00:00,1,x\n")
+    with pytest.raises(UserError, match=r"bad.csv: no 'value' column .*timestamp, level, note"):
         series.read_csv(path)
 
 

@@ -18,8 +18,13 @@ Layouts `read_corpus` detects:
     root/data/<category>/*.csv +   NAB: keys `category/file.csv`, windows from
       root/labels/combined_windows.json   `labels/combined_windows.json` (or `labels`)
 
-A CSV has a header with a `timestamp` and a `value` column (more columns are allowed and ignored);
-timestamps are ISO 8601 (`YYYY-MM-DD HH:MM:SS`, NAB's), or plain numbers (a step index).
+A CSV has a header naming a time column (`timestamp`, NAB's; also `time`, `date`, `datetime`,
+`ds`, …) and a value column (`value`; also `y`, `val`, `reading`, …); a header of exactly two
+other names is read as time, value. More columns are allowed and ignored; two candidates for one
+role are an error listing the columns. Timestamps are ISO 8601 (`YYYY-MM-DD HH:MM:SS`, NAB's;
+`2014-04-01T00:00:00Z` or `...+02:00` with a zone are converted to UTC and counted as
+`zone_to_utc`), or plain numbers: epoch seconds (a step index reads the same way), or epoch
+milliseconds from 1e11 on.
 
 What is fixed, always explicitly, and counted in `Series.report`:
 - unsorted rows are sorted by timestamp (stable);
@@ -34,6 +39,7 @@ from `data/` (a subset of the corpus), which are skipped and reported.
 
 import csv
 import dataclasses
+import datetime
 import json
 import math
 import pathlib
@@ -44,6 +50,9 @@ from tasks.core.errors import UserError
 
 LABELS_FILE = pathlib.Path("labels") / "combined_windows.json"
 MISSING = ("", "nan", "NaN", "NAN", "null", "NULL", "None", "NA")
+TIME_COLUMNS = ("timestamp", "time", "date", "datetime", "ds", "time_stamp", "date_time", "epoch", "ts")
+VALUE_COLUMNS = ("value", "y", "val", "values", "reading", "measurement", "count")
+EPOCH_MILLISECONDS = 1e11  # plain numbers from here on are epoch milliseconds (1e11 s is year 5138)
 
 
 @dataclasses.dataclass
@@ -116,15 +125,36 @@ class Corpus:
 
 
 def parse_time(text):
-    """One timestamp string → datetime64[s]: ISO 8601 (fractional seconds dropped) or a step number."""
+    """One timestamp string → datetime64[s]: ISO 8601 (fractional seconds dropped, a zone converted
+    to UTC), epoch seconds or a step number, epoch milliseconds from 1e11."""
+    return _parse_time(text)[0]
+
+
+def _parse_time(text):
+    """(datetime64[s], whether a zone was converted)."""
     text = text.strip()
     try:
-        number = float(text)  # a step index, e.g. 0, 1, 2 ...
+        number = float(text)  # a step index or epoch seconds, e.g. 0, 1, 2 ... or 1396310400
     except ValueError:
-        return np.datetime64(text.replace(" ", "T")[:19], "s")
+        iso = text.replace(" ", "T")
+        if len(iso) > 19 and (iso.endswith("Z") or iso[-6] in "+-" and iso[-3] == ":" or iso[-5] in "+-"):
+            moment = datetime.datetime.fromisoformat(iso[:-1] + "+00:00" if iso.endswith("Z") else iso)
+            utc = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+            return np.datetime64(utc, "s"), True
+        return np.datetime64(iso[:19], "s"), False
     if not math.isfinite(number):
         raise ValueError(text)
-    return np.datetime64(int(number), "s")
+    if abs(number) >= EPOCH_MILLISECONDS:
+        return np.datetime64(int(number // 1000), "s"), False
+    return np.datetime64(int(number), "s"), False
+
+
+def _find_column(header, names, what, path, raw):
+    found = [index for index, name in enumerate(header) if name in names]
+    if len(found) > 1:
+        raise UserError(f"{path}: several columns could be the {what} ({', '.join(raw[i] for i in found)}); "
+                        f"the columns are {', '.join(raw)}; keep one or rename the other.")
+    return found[0] if found else None
 
 
 # === CSV ===
@@ -147,19 +177,24 @@ def read_csv(path, key=None, skip_bad=False):
     if not rows:
         raise UserError(f"{path}: empty file; expected a header with timestamp and value columns.")
     header = [name.strip().lower() for name in rows[0]]
-    for column in ("timestamp", "value"):
-        if column not in header:
+    time_column = _find_column(header, TIME_COLUMNS, "time", path, rows[0])
+    value_column = _find_column(header, VALUE_COLUMNS, "value", path, rows[0])
+    if (time_column is None or value_column is None) and len(header) == 2:
+        time_column = 0 if time_column is None else time_column  # two columns: time, value
+        value_column = 1 - time_column if value_column is None else value_column
+    for column, names in ((time_column, TIME_COLUMNS), (value_column, VALUE_COLUMNS)):
+        if column is None:
             raise UserError(
-                f"{path}: no '{column}' column in the header ({', '.join(rows[0]) or 'empty'}); "
-                "expected a CSV with timestamp,value columns."
+                f"{path}: no '{names[0]}' column in the header ({', '.join(rows[0]) or 'empty'}); "
+                f"expected a CSV with timestamp,value columns (or {', '.join(names[1:4])}, ...)."
             )
-    time_column, value_column = header.index("timestamp"), header.index("value")
-    times, values, skipped, missing = [], [], 0, 0
+    times, values, skipped, missing, zoned = [], [], 0, 0, 0
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
         try:
-            stamp = parse_time(row[time_column])
+            stamp, converted = _parse_time(row[time_column])
+            zoned += converted
         except (ValueError, IndexError):
             if skip_bad:
                 skipped += 1
@@ -187,7 +222,10 @@ def read_csv(path, key=None, skip_bad=False):
         values.append(value)
     if not values:
         raise UserError(f"{path}: no data rows under the header.")
-    return clean(key, np.array(times, "datetime64[s]"), np.array(values, np.float64), skipped=skipped)
+    one = clean(key, np.array(times, "datetime64[s]"), np.array(values, np.float64), skipped=skipped)
+    if zoned:
+        one.report["zone_to_utc"] = zoned
+    return one
 
 
 def clean(key, timestamps, values, skipped=0):
