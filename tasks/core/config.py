@@ -90,7 +90,10 @@ class TrainConfig:
         identity=False,
         aliases=("--format",),
     )
-    verbose: int = option(1, "0 silent, 1 progress bar, 2 one line per epoch.", identity=False)
+    verbose: int = option(
+        1, "0 silent, 1 progress bar, 2 one line per epoch and TensorFlow's log lines (on the command line).",
+        identity=False,
+    )
 
 
 def fields(config_cls):
