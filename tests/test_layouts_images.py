@@ -162,6 +162,30 @@ def test_every_detection_layout_gives_the_voc_examples(layout, bccd_slice, tmp_p
             np.testing.assert_allclose(boxes_found, boxes, atol=tolerance, rtol=0)
 
 
+def test_labelimg_output_with_its_box_csv_is_read_from_the_xml(bccd_slice, tmp_path):
+    voc, reference, _ = bccd_slice
+    root = write_labelimg(voc, reference, tmp_path / "labelimg")
+    (root / "train" / "cells_labels.csv").write_text(box_readers.CSV_HEADER + "\n")  # the CSV LabelImg users export
+    found = box_readers.read_boxes(root)
+    assert found.layout == "LabelImg VOC XML" and sorted(found.splits["train"].names) == sorted(
+        reference.splits["train"].names)
+
+
+def test_yolo_yaml_with_list_files_and_a_names_mapping(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (100, 50)).save(tmp_path / "images" / f"{name}.jpg")
+        (tmp_path / "labels" / f"{name}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (tmp_path / "train.txt").write_text("./images/a.jpg\n./images/b.jpg\n")
+    (tmp_path / "val.txt").write_text(f"{tmp_path / 'images' / 'c.jpg'}\n")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\nnames:\n  0: ant\n  1: bee\n")
+    found = box_readers.read_boxes(tmp_path / "data.yaml")
+    assert found.layout == "YOLO data.yaml" and found.class_names == ["ant", "bee"]
+    assert (found.splits["train"].names, found.splits["validation"].names) == (["a", "b"], ["c"])
+    np.testing.assert_allclose(found.splits["validation"].boxes[0], [[40, 15, 60, 35]], atol=1e-4)
+
+
 def test_the_reference_slice_is_real_bccd(bccd_slice):
     _, reference, test = bccd_slice
     assert reference.class_names == ["Platelets", "RBC", "WBC"]
