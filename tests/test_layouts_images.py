@@ -179,7 +179,8 @@ def test_yolo_yaml_with_list_files_and_a_names_mapping(tmp_path):
         (tmp_path / "labels" / f"{name}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
     (tmp_path / "train.txt").write_text("./images/a.jpg\n./images/b.jpg\n")
     (tmp_path / "val.txt").write_text(f"{tmp_path / 'images' / 'c.jpg'}\n")
-    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\nnames:\n  0: ant\n  1: bee\n")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\n"
+                                        "names:\n  0: ant\n  1: bee\n")
     found = box_readers.read_boxes(tmp_path / "data.yaml")
     assert found.layout == "YOLO data.yaml" and found.class_names == ["ant", "bee"]
     assert (found.splits["train"].names, found.splits["validation"].names) == (["a", "b"], ["c"])

@@ -162,7 +162,9 @@ def read_boxes(path, class_names=None, skip_bad=False):
             return read_box_csv([path], class_names, skip_bad, root=path.parent)
         if suffix in (".yaml", ".yml"):
             return read_yolo_yaml(path, class_names, skip_bad)
-        raise UserError(f"{path} is a single file but not COCO .json, a box .csv or a YOLO data.yaml; {EXPECTED_LAYOUTS}")
+        raise UserError(
+            f"{path} is a single file but not COCO .json, a box .csv or a YOLO data.yaml; {EXPECTED_LAYOUTS}"
+        )
     voc = _find_voc_root(path)
     if voc is not None:
         return read_voc(voc, class_names, skip_bad)
@@ -359,7 +361,8 @@ def read_voc_xml(root, xmls, class_names=None, skip_bad=False):
                     f"its image {shown} is in no folder near it (looked beside it, in {xml.parent.parent}/*/ "
                     f"and under {root}, also for {xml.stem}.*); put the image beside the XML or in a sibling folder"
                 )
-            records.append(_Record(_split_of_path(xml, root), image_path.stem, image_path, _voc_objects(tree), str(xml)))
+            split = _split_of_path(xml, root)
+            records.append(_Record(split, image_path.stem, image_path, _voc_objects(tree), str(xml)))
         except _BadRecord as error:
             bad.append((str(xml), str(error)))
     records.sort(key=lambda record: (record.split, record.name))
@@ -430,7 +433,8 @@ def read_box_csv(files, class_names=None, skip_bad=False, root=None):
         file, where = wheres[(split, filename)]
         image_path = finder.find([filename], file.parent) if filename else None
         if image_path is None:
-            bad.append((where, f"its image {filename or '(empty filename)'} is in no folder near the CSV nor under {root}"))
+            shown = filename or "(empty filename)"
+            bad.append((where, f"its image {shown} is in no folder near the CSV nor under {root}"))
             continue
         records.append(_Record(split, pathlib.Path(filename).stem, image_path, objects, where))
     records.sort(key=lambda record: (record.split, record.name))
@@ -492,10 +496,12 @@ def read_coco(files, class_names=None, skip_bad=False):
             candidates += [file.parent / stem / file_name for stem in (file.stem, split)]
             found = next((candidate for candidate in candidates if candidate.is_file()), None)
             if found is None:
-                found = finders.setdefault(file.parent.parent, _ImageFinder(file.parent.parent)).find([file_name], file.parent)
+                finder = finders.setdefault(file.parent.parent, _ImageFinder(file.parent.parent))
+                found = finder.find([file_name], file.parent)
             where = f"{file}: image {item.get('id')!r}"
             if found is None:
-                bad.append((where, f"its image {file_name} is missing (looked in {file.parent} and {file.parent / 'images'})"))
+                bad.append((where, f"its image {file_name} is missing (looked in {file.parent}, "
+                                   f"{file.parent / 'images'} and under {file.parent.parent})"))
                 continue
             records.append(_Record(split, pathlib.Path(file_name).stem, found, by_image[item.get("id")], where))
     ordered = [categories[key] for key in sorted(categories)] if categories else []

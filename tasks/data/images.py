@@ -25,8 +25,9 @@ A label CSV names the image (column filename, file, image, image_id, id, path or
 extension may be left out) and its class (column label, class, category, target or breed). The
 image is looked for under the CSV's folder: first in the folder named like the CSV (train.csv ->
 train/, trainLabels.csv -> train/), then in images/, then beside the CSV (a value may hold a
-relative path). A CSV with a file column and no label column is an error. Images are ordered by split, class, then file name, so every read gives the same
-arrays, whatever the layout.
+relative path). A CSV that names images but no classes, in a folder that is not class folders
+either, is an error. Images are ordered by split, class, then file name, so every read gives the
+same arrays, whatever the layout.
 """
 
 import collections
@@ -504,8 +505,7 @@ def _csv_classes(label_csvs):
     else:
         splits = {}
         for file in label_csvs:
-            words = [word for word in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", file.stem).lower()) if word]
-            names = {SPLIT_FOLDERS[word] for word in words if word in SPLIT_FOLDERS}
+            names = {SPLIT_FOLDERS[word] for word in _words(file.stem) if word in SPLIT_FOLDERS}
             if len(names) != 1 or names & set(splits.values()):
                 raise UserError(f"cannot tell which split {file} is: with several label CSVs, name them train.csv, "
                                 "val.csv and test.csv (or *_train.csv ...)")
@@ -550,13 +550,23 @@ def _csv_classes(label_csvs):
     for split in SPLIT_ORDER:
         if split in rows:
             classes[split] = {
-                name: _Class(name, f"{first} (label {name!r})", sorted(rows[split].get(name, []), key=lambda pair: pair[0]))
+                name: _Class(name, f"{first} (label {name!r})", sorted(rows[split].get(name, []), key=_first))
                 for name in names
             }
     if len(names) < 2:
         raise UserError(f"classification needs at least 2 classes, but {first} names {len(names)} "
                         f"({', '.join(names)}); add images of every class")
     return classes
+
+
+def _first(pair):
+    return pair[0]
+
+
+def _words(stem):
+    """`trainLabels` -> ["train", "labels"], `val_2024` -> ["val"]."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem).lower()
+    return [word for word in re.split(r"[^a-z]+", spaced) if word]
 
 
 def _label_order(labels):
@@ -571,8 +581,7 @@ class _ImageResolver:
 
     def __init__(self, file, split):
         root = file.parent
-        stems = [file.stem, file.stem.lower()]
-        stems += [word for word in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", file.stem).lower()) if word]
+        stems = [file.stem, file.stem.lower(), *_words(file.stem)]
         stems += [folder for folder, name in SPLIT_FOLDERS.items() if name == split]
         folders = [root / stem for stem in stems] + [root / "images", root]
         seen = set()
@@ -585,7 +594,9 @@ class _ImageResolver:
 
     def __call__(self, name):
         folders = ([self.last] if self.last else []) + [folder for folder in self.folders if folder != self.last]
-        suffixes = [""] if _is_image_name(name) else [""] + [ext for ext in IMAGE_EXTENSIONS] + [ext.upper() for ext in IMAGE_EXTENSIONS]
+        suffixes = [""]
+        if not _is_image_name(name):
+            suffixes += [*IMAGE_EXTENSIONS, *(extension.upper() for extension in IMAGE_EXTENSIONS)]
         for folder in folders:
             for suffix in suffixes:
                 candidate = folder / f"{name}{suffix}"
