@@ -574,8 +574,7 @@ def plot_series(one, scores, threshold, path, title=None):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.arange(len(one))
-    detected = scores >= threshold
-    detected[:nab.probationary_length(len(one))] = False
+    detected = detect(np.asarray(scores, np.float32)[None], threshold).numpy()[0]
     starts = np.flatnonzero(detected & ~np.r_[False, detected[:-1]])
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.2), sharex=True, height_ratios=[3, 1.4])
     top.plot(rows, one.values, lw=0.7, color="tab:blue")
@@ -599,18 +598,28 @@ def plot_series(one, scores, threshold, path, title=None):
 # === Export and predict ===
 
 
+def detect(scores, threshold):
+    """Scores (B, T) → detection bool (B, T): at or above `threshold`, and never inside the
+    probationary period (NAB's min(floor(0.15 T), 750) rows, which it does not score). The one
+    post-processing of the SavedModel's `detection`, which `predict` prints and the plots draw."""
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    steps = tf.shape(scores)[-1]
+    probation = tf.minimum(15 * steps // 100, 750)  # integer arithmetic: equals nab.probationary_length
+    return (scores >= threshold) & (tf.range(steps) >= probation)
+
+
 def serving(model, info):
     """`serving_default`: raw series float32 (B, T) → anomaly_score, error (B, T) and detection (B, T).
 
     The rows of one batch share a length; each is normalized by its own probationary period.
-    `detection` is `anomaly_score >= ` the standard profile's threshold found in evaluation.
+    `detection` is `detect`: score >= the standard profile's threshold (found in evaluation), after probation.
     """
     score = scorer(model, info)
     threshold = float((info.get("thresholds") or {}).get("standard", 1.0))
 
     def serve(series):
         outputs = score(series)
-        outputs["detection"] = outputs["anomaly_score"] >= threshold
+        outputs["detection"] = detect(outputs["anomaly_score"], threshold)
         return outputs
 
     rng = np.random.default_rng(0)
@@ -623,10 +632,10 @@ def serving(model, info):
 
 def predict(inputs, model_path, output_dir="predictions"):
     """Scores each CSV with the exported model: one line each, a scores CSV and a plot."""
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
+    loaded = export.load(model_path)
+    info = loaded.info
     threshold = float((info.get("thresholds") or {}).get("standard", 1.0))
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    signature = loaded.signatures["serving_default"]
     output = pathlib.Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     needed = info["window_length"] + info["horizon"]
@@ -639,8 +648,7 @@ def predict(inputs, model_path, output_dir="predictions"):
             raise UserError(f"{name}: {len(one)} rows, fewer than the model's window + horizon = {needed}.")
         out = signature(series=tf.constant(one.values[None], tf.float32))
         scores = out["anomaly_score"].numpy()[0]
-        detected = out["detection"].numpy()[0]
-        detected[:nab.probationary_length(len(one))] = False
+        detected = out["detection"].numpy()[0]  # the SavedModel's own post-processing (`detect`)
         starts = np.flatnonzero(detected & ~np.r_[False, detected[:-1]])
         lines = ["timestamp,value,anomaly_score,detection"] + [
             f"{str(t).replace('T', ' ')},{v:.10g},{s:.6f},{int(d)}"
@@ -653,7 +661,7 @@ def predict(inputs, model_path, output_dir="predictions"):
         print(f"{name}\t{len(one)} rows\t{len(starts)} detection(s) at threshold {threshold:.4f}"
               + (f": {when}{' ...' if len(starts) > 5 else ''}" if len(starts) else "")
               + (f"\t(fixed: {fixes})" if fixes else ""))
-    return path
+    return loaded.path
 
 
 # === Train ===

@@ -504,8 +504,7 @@ def serving(model, info):
 
 def predict(inputs, model_path, output_dir="predictions"):
     """Runs the exported SavedModel on image files; prints one line each and draws a grid."""
-    path = export.latest(model_path)
-    loaded = tf.saved_model.load(str(path))
+    loaded = export.load(model_path)
     classify = loaded.signatures["serving_default"]
     shown, titles = [], []
     for name, encoded, out in export.on_image_files(classify, inputs):
@@ -519,7 +518,7 @@ def predict(inputs, model_path, output_dir="predictions"):
         grid = [conform(image[None], side, 3)[0] for image in shown]
         pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)
         plots.image_grid(grid, titles, pathlib.Path(output_dir) / "classification.png")
-    return path
+    return loaded.path
 
 
 def train(config, fresh=False):

@@ -471,11 +471,9 @@ def predict_flags(parser):
 
 def predict(inputs, model_path, output_dir="predictions", min_score=GALLERY_MIN_SCORE):
     """Runs the exported SavedModel on image files: one line per detection, a PNG with the boxes drawn."""
-    path = export.latest(model_path)
-    loaded = tf.saved_model.load(str(path))
+    loaded = export.load(model_path)
     signature = loaded.signatures["serving_default"]
-    labels_file = path / "assets" / "labels.txt"
-    class_names = labels_file.read_text().split("\n")[:-1] if labels_file.is_file() else None
+    class_names = loaded.labels
     output = pathlib.Path(output_dir)
     for name, encoded, found in export.on_image_files(signature, inputs):
         count = int(found["num_detections"][0])
@@ -493,7 +491,7 @@ def predict(inputs, model_path, output_dir="predictions", min_score=GALLERY_MIN_
         for i in shown:
             x1, y1, x2, y2 = boxes[i]
             print(f"  {names[i]}\t{found_scores[i]:.3f}\t{x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}")
-    return path
+    return loaded.path
 
 
 def train(config, fresh=False):

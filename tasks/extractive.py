@@ -387,8 +387,10 @@ def serving(model, info, output_name):
     ]
 
 
-def predict(inputs, path, info, output_name, beam_width=1, max_length=0, sentences=0):
-    """Prints the exported extractive summary of each input (a string, or a file's whole text)."""
+def predict(inputs, loaded, output_name, beam_width=1, max_length=0, sentences=0):
+    """Prints the extractive summary of `loaded` (an `export.load` result) of each input (a string,
+    or a file's whole text)."""
+    path, info = loaded.path, loaded.info
     if beam_width != 1 or max_length:
         flag = "--beam-width" if beam_width != 1 else "--max-length"
         raise UserError(f"{flag} applies to abstractive models; {path} is extractive (use --sentences).")
@@ -398,7 +400,6 @@ def predict(inputs, path, info, output_name, beam_width=1, max_length=0, sentenc
     for label, text in labelled:
         if not text.strip():
             raise UserError(f"{label} is empty; give a non-empty text.")
-    loaded = tf.saved_model.load(str(path))
     texts = tf.constant([text for _, text in labelled])
     if sentences:
         outputs = loaded.signatures["select"](text=texts, sentences=tf.constant(sentences, tf.int32))

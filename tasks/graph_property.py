@@ -25,7 +25,6 @@ is chosen on the validation split.
 """
 
 import dataclasses
-import json
 import pathlib
 import sys
 import warnings
@@ -57,6 +56,10 @@ class Config(TrainConfig):
     epochs: int = option(25, "Passes over the training split.", minimum=1)
     batch_size: int = option(32, "Graphs per batch (one disjoint union).", minimum=1)
     weight_decay: float = option(0.0, "Decoupled weight decay (0: off).", minimum=0.0)
+    # No tflite: the converted MPNN fails in the interpreter once a batch has another node count
+    # (PACK: inputs of different shapes), so only ONNX is offered beside the SavedModel.
+    export_format: str = option("saved_model", "Extra export format written beside the SavedModel.",
+                                choices=["saved_model", "onnx"], identity=False, aliases=("--format",))
     model: str = option("mpnn", "A graph builder of the applications registry: mpnn, gin, gcn.")
     targets: str = option("", "Target column(s) of a SMILES CSV, comma-separated (default: the one non-SMILES column).")
     smiles_column: str = option("", "The SMILES column of a CSV (default: the one named smiles).")
@@ -587,6 +590,18 @@ def graph_features(smiles, info):
     return molecules.descriptors(smiles, info["descriptor_names"])[0] if info.get("descriptor_names") else None
 
 
+def network(model, info):
+    """What the ONNX file holds: the network, checked on `example_graphs` (its edge and graph
+    indices must name real nodes and graphs, so a made-up batch would not do)."""
+    example = example_graphs(info)
+    return export.Network(model, [example[tensor.name] for tensor in model.inputs])
+
+
+# SMILES hold `/` (double-bond stereo): only a file suffix marks an INPUT as a path.
+def looks_like_path(text):
+    return export.looks_like_path(text, slash=False)
+
+
 def serving(model, info):
     """`serving_default`: graph tensors of a disjoint-union batch (and `graph_features` (B, D), the
     RDKit descriptors, for a model trained with --descriptors) → predictions per graph.
@@ -656,12 +671,12 @@ def read_predict_inputs(inputs, info):
 
 def predict(inputs, model_path, output_dir="predictions"):
     """Featurizes the inputs like training did and prints the SavedModel's prediction for each."""
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
+    loaded = export.load(model_path)
+    info = loaded.info
     graphs, names, notes, features = read_predict_inputs(inputs, info)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    signature = loaded.signatures["serving_default"]
     kind, target_names = info["kind"], info["target_names"]
     class_names = info.get("class_names")
     lines = []
@@ -683,7 +698,7 @@ def predict(inputs, model_path, output_dir="predictions"):
                 text = f"class {class_names[label] if class_names else label} (p = {probabilities[label]:.4f})"
             lines.append(f"{name}\t{text}")
     print("\n".join(lines))
-    return path
+    return loaded.path
 
 
 # === Train ===

@@ -333,14 +333,21 @@ _FEATURE_NETWORKS = {}  # classifier file → feature network, loaded once per p
 
 
 def classifier_file(path):
-    """`model.keras` of a classification run folder, or the `.keras` file itself."""
+    """`model.keras` of a classification run folder, or the `.keras` file itself; checked to be a
+    classifier (the run's task, else the model's (N, K) output) before anything trains."""
     path = pathlib.Path(path)
     found = path / "model.keras" if path.is_dir() else path
+    advice = "pass a finished `python -m tasks.classification train` run folder (runs/classification/<run>) or its model.keras."
     if not found.is_file() or found.suffix != ".keras":
-        raise UserError(
-            f"--classifier {path}: no classification model there; pass a finished "
-            "`python -m tasks.classification train` run folder (runs/classification/<run>) or its model.keras."
-        )
+        raise UserError(f"--classifier {path}: no classification model there; {advice}")
+    metrics = found.parent / "metrics.json"
+    task = json.loads(metrics.read_text()).get("task") if metrics.is_file() else None
+    if task not in (None, "classification"):
+        raise UserError(f"--classifier {path}: a {task} run, not a classification one; {advice}")
+    if task is None:
+        shape = keras.saving.load_model(found, compile=False).output_shape
+        if not (isinstance(shape, tuple) and len(shape) == 2):
+            raise UserError(f"--classifier {path}: the model's output {shape} is not (batch, classes); {advice}")
     return found
 
 
@@ -564,6 +571,12 @@ def check_request(num_images, class_id, num_classes):
     return checks
 
 
+def network(model, info):
+    """What ONNX and TFLite hold: the generator (latent[, class_id] → pixels in [-1, 1]) of a GAN,
+    the decoder (latent → pixel logits) of a VAE; sampling and the uint8 images stay in the SavedModel."""
+    return export.Network(model.decoder if info["model"] == "vae" else model.generator)
+
+
 def serving(model, info):
     """`sample` (= `serving_default`): (num_images, seed[, class_id]) → uint8 images; VAE: `encode`, `decode`."""
     sample = sampler(model, info)
@@ -608,6 +621,11 @@ def serving(model, info):
         export.Endpoint("encode", encode, [tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")], [pictures]),
         export.Endpoint("decode", decode, [tf.TensorSpec([None, latent_dim], tf.float32, name="latent")], [latents]),
     ]
+
+
+# Class names hold `/` (Fashion-MNIST's "T-shirt/top"): only an image suffix marks an INPUT as a path.
+def looks_like_path(text):
+    return export.looks_like_path(text, slash=False)
 
 
 def predict_flags(parser):
@@ -665,11 +683,10 @@ def predict(inputs, model_path, output_dir="predictions", num_images=GRID_COLUMN
     """Sample grids from the exported SavedModel; a VAE also reconstructs and interpolates image files."""
     if not 1 <= num_images <= MAX_NUM_IMAGES:
         raise UserError(f"--num-images must be between 1 and {MAX_NUM_IMAGES}. Received: {num_images}")
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
+    loaded = export.load(model_path)
+    info = loaded.info
     classes, files = parse_requests(inputs, info)
     images = [read_for_encoding(file, info) for file in files]  # every file checked before any output
-    loaded = tf.saved_model.load(str(path))
     output = pathlib.Path(output_dir)
     scale = display_scale(info["image_shape"])
     sample = loaded.signatures["sample"]
@@ -697,7 +714,7 @@ def predict(inputs, model_path, output_dir="predictions", num_images=GRID_COLUMN
             strip = loaded.signatures["decode"](latent=tf.constant((1 - weights) * means[0] + weights * means[1]))["images"]
             file = save_png(tile(strip.numpy(), INTERPOLATION_STEPS, scale), output / "interpolation.png")
             print(f"{file}\tlatent interpolation from {files[0].name} to {files[1].name}")
-    return path
+    return loaded.path
 
 
 def train(config, fresh=False):

@@ -662,11 +662,9 @@ def serving(model, info):
 
 def predict(inputs, model_path, output_dir="predictions"):
     """Runs the exported SavedModel on image files: one line each, overlay and mask PNGs."""
-    path = export.latest(model_path)
-    loaded = tf.saved_model.load(str(path))
+    loaded = export.load(model_path)
     segment = loaded.signatures["serving_default"]
-    labels_file = path / "assets" / "labels.txt"
-    names = labels_file.read_text().split("\n")[:-1] if labels_file.is_file() else None
+    names = loaded.labels
     output = pathlib.Path(output_dir)
     for name, encoded, out in export.on_image_files(segment, inputs):
         file = pathlib.Path(name)
@@ -683,7 +681,7 @@ def predict(inputs, model_path, output_dir="predictions"):
             f"{names[i] if names else i} {share:.1%}" for i, share in enumerate(shares) if share > 0
         )
         print(f"{name}\t{width}x{height}\t{listed}")
-    return path
+    return loaded.path
 
 
 def train(config, fresh=False):

@@ -42,7 +42,6 @@ TF-IDF (word 1-2 grams) + logistic regression, fit on the same training sentence
 
 import collections
 import dataclasses
-import json
 import os
 import pathlib
 import sys
@@ -633,13 +632,11 @@ def serving(model, info):
     return [export.Endpoint("serving_default", classify, [tf.TensorSpec([None], tf.string, name="sentences")], example)]
 
 
-def load_exported(model_path):
-    """`(version folder, serving_default, info)` of an export; imports tensorflow_text first (WordPiece ops)."""
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
-    if info.get("tokenizer") == "wordpiece":
-        import tensorflow_text  # noqa: F401  (the SavedModel's WordPiece ops must be registered before loading)
-    return path, tf.saved_model.load(str(path)).signatures["serving_default"], info
+def load_exported(model_path, quiet=True):
+    """`(version folder, serving_default, info)` of an export (`export.load`, which registers the
+    WordPiece ops first); prints the `model:` line unless `quiet`."""
+    loaded = export.load(model_path, quiet=quiet)
+    return loaded.path, loaded.signatures["serving_default"], loaded.info
 
 
 def looks_like_path(text):
@@ -677,7 +674,10 @@ def predict_flags(parser):
 def predict(inputs, model_path, output_dir="predictions", encoding="utf-8"):
     """Prints `label<TAB>score<TAB>sentence` per sentence (arguments, or lines of files)."""
     sentences, empty = sentences_of(inputs, encoding)
-    path, classify, info = load_exported(model_path)
+    if not sentences:
+        raise UserError(f"{', '.join(inputs)}: no sentence to classify (only empty lines); give a file with "
+                        "one sentence a line, or a sentence.")
+    path, classify, info = load_exported(model_path, quiet=False)
     if empty:
         print(f"warning: skipped {empty} empty line(s) in the input files.", file=sys.stderr)
     truncated = 0

@@ -26,7 +26,6 @@ is here, written once:
 
 import base64
 import dataclasses
-import json
 import pathlib
 import sys
 import time
@@ -636,8 +635,11 @@ def read_inputs(inputs, split_lines):
         if is_file:
             text = parallel._read_text(path)
             if split_lines:
-                result += [(f"{item}:{line_number}", line) for line_number, line in enumerate(text.split("\n"), 1)
-                           if line.strip()]
+                lines = [(f"{item}:{line_number}", line) for line_number, line in enumerate(text.split("\n"), 1)
+                         if line.strip()]
+                if not lines:
+                    raise UserError(f"{item}: the file holds no text (only empty lines); give one text a line.")
+                result += lines
             else:
                 result.append((item, text))
         else:
@@ -662,10 +664,10 @@ def input_warnings(info, labelled):
     return lines
 
 
-def predict(inputs, model_path, output_name, beam_width=1, length_penalty=0.6, max_length=0, split_lines=True):
-    """Prints the exported model's output for each input (strings, or files: `split_lines` per line)."""
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
+def predict(inputs, loaded, output_name, beam_width=1, length_penalty=0.6, max_length=0, split_lines=True):
+    """Prints the output of `loaded` (an `export.load` result) for each input (strings, or files:
+    `split_lines` per line)."""
+    info = loaded.info
     check_settings(beam_width, length_penalty, max_length, info)
     labelled = read_inputs(inputs, split_lines)
     for label, text in labelled:
@@ -673,7 +675,6 @@ def predict(inputs, model_path, output_name, beam_width=1, length_penalty=0.6, m
             raise UserError(f"{label} is empty; give a non-empty text.")
     for line in input_warnings(info, labelled):
         print(line, file=sys.stderr)
-    loaded = tf.saved_model.load(str(path))
     texts = tf.constant([text for _, text in labelled])
     if beam_width == 1 and not max_length:
         outputs = loaded.signatures["serving_default"](text=texts)

@@ -38,7 +38,6 @@ The SavedModel's `serving_default` summarizes `text` (B,) → `summary` and `tru
 """
 
 import dataclasses
-import json
 import sys
 
 from tasks import extractive
@@ -169,13 +168,12 @@ def predict_flags(parser):
 
 def predict(inputs, model_path, output_dir="predictions", beam_width=1, length_penalty=0.6, max_length=0, sentences=0):
     """Prints the summary of each string, or of each file's whole text."""
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
-    if extractive.is_extractive(info):
-        return extractive.predict(inputs, path, info, OUTPUT, beam_width, max_length, sentences)
+    loaded = export.load(model_path)
+    if extractive.is_extractive(loaded.info):
+        return extractive.predict(inputs, loaded, OUTPUT, beam_width, max_length, sentences)
     if sentences:
-        raise UserError(f"--sentences applies to extractive models; {path} is abstractive.")
-    return seq2seq.predict(inputs, model_path, OUTPUT, beam_width, length_penalty, max_length, split_lines=False)
+        raise UserError(f"--sentences applies to extractive models; {loaded.path} is abstractive.")
+    return seq2seq.predict(inputs, loaded, OUTPUT, beam_width, length_penalty, max_length, split_lines=False)
 
 
 # === Train ===

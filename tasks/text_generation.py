@@ -27,7 +27,6 @@ from the start token (a newline when the vocabulary has one).
 
 import base64
 import dataclasses
-import json
 import pathlib
 import sys
 
@@ -546,6 +545,10 @@ def predict_flags(parser):
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed: the same seed gives the same text.")
 
 
+# Prompts are text, never files: no INPUT is checked as a path.
+looks_like_path = None
+
+
 def check_settings(max_new_tokens, temperature, top_k, top_p):
     """Raises `UserError` for out-of-range sampling settings, one line each."""
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -562,10 +565,8 @@ def predict(inputs, model_path, output_dir="predictions", max_new_tokens=200, te
             top_p=1.0, seed=0):
     """Prints the exported model's continuation of each prompt (the prompt, then the new text)."""
     check_settings(max_new_tokens, temperature, top_k, top_p)
-    path = export.latest(model_path)
-    info = json.loads((path / "assets" / "info.json").read_text())
-    codec = codec_for(info)  # also imports tensorflow_text for SentencePiece models
-    loaded = tf.saved_model.load(str(path))
+    loaded = export.load(model_path)
+    codec = codec_for(loaded.info)  # also imports tensorflow_text for SentencePiece models
     generate = loaded.signatures["serving_default"]
     for number, prompt in enumerate(inputs, 1):
         _, unknown = codec.encode_numpy(prompt)
@@ -578,7 +579,7 @@ def predict(inputs, model_path, output_dir="predictions", max_new_tokens=200, te
                        top_p=tf.constant(top_p, tf.float32), seed=tf.constant(seed))
         print(f"=== prompt {number}: {prompt!r}")
         print(out["text"].numpy()[0].decode("utf-8"))
-    return path
+    return loaded.path
 
 
 # === Train ===

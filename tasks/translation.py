@@ -34,6 +34,7 @@ import sys
 
 from tasks import seq2seq
 from tasks.core import cli
+from tasks.core import export
 from tasks.core import runner
 from tasks.core.config import option
 from tasks.data import parallel
@@ -106,7 +107,8 @@ def predict_flags(parser):
 
 def predict(inputs, model_path, output_dir="predictions", beam_width=1, length_penalty=0.6, max_length=0):
     """Prints the translation of each string, or of each line of each file."""
-    return seq2seq.predict(inputs, model_path, OUTPUT, beam_width, length_penalty, max_length, split_lines=True)
+    return seq2seq.predict(inputs, export.load(model_path), OUTPUT, beam_width, length_penalty, max_length,
+                           split_lines=True)
 
 
 # === Train ===

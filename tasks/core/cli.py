@@ -13,6 +13,7 @@ import pathlib
 import sys
 
 from tasks.core import config as config_lib
+from tasks.core import export as export_lib
 from tasks.core import runner
 from tasks.core.errors import UserError
 from tasks.core.runs import Run
@@ -63,6 +64,8 @@ def parser_for(module):
         "--model", default=str(pathlib.Path("saved_models") / task),
         help="An export root (latest version is used) or one version folder.",
     )
+    predict.add_argument("--version", type=int, default=None, metavar="N",
+                         help="The version folder under --model to run (default: the newest).")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Files or strings to predict on.")
     predict.add_argument("--output", default="predictions", help="Folder for pictures, where the task draws any.")
     if hasattr(module, "predict_flags"):  # task-specific predict options, passed to predict()
@@ -94,8 +97,13 @@ def main(module, argv=None):
         args = parser_for(module).parse_args(argv)
         if args.verb == "predict":
             options = {key: value for key, value in vars(args).items()
-                       if key not in ("verb", "inputs", "model", "output")}
-            module.predict(args.inputs, args.model, args.output, **options)
+                       if key not in ("verb", "inputs", "model", "output", "version")}
+            # A task whose INPUTs are never files defines `looks_like_path = None`.
+            looks = getattr(module, "looks_like_path", export_lib.looks_like_path)
+            if looks:
+                export_lib.check_paths(args.inputs, looks)
+            model = export_lib.resolve(args.model, args.version)
+            module.predict(args.inputs, str(model), args.output, **options)
             return 0
         config = config_from_args(module, args)
         if args.verb == "train":

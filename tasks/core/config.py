@@ -95,6 +95,19 @@ class TrainConfig:
         identity=False,
     )
 
+    def __post_init__(self):
+        # A config made in Python (`Config(epochs="2")`) fails here, not deep inside training;
+        # flags and files arrive converted by `check_value`. Ranges and choices wait for `validate`.
+        for field in fields(type(self)):
+            value, expected = getattr(self, field.name), type(field.default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise UserError(
+                    f"{type(self).__name__}.{field.name} must be {_TYPE_NAMES[expected]}. "
+                    f"Received: {field.name}={value!r}"
+                )
+
 
 def fields(config_cls):
     """The dataclass fields of a config class, in declaration order."""
@@ -107,13 +120,14 @@ def check_value(field, value, where="flag"):
     label = f"--{field.name.replace('_', '-')}" if where == "flag" else f"'{field.name}' in {where}"
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if expected is bool and isinstance(value, str):
+    converts = where != "config"  # text from flags and files; a config made in Python is typed
+    if expected is bool and isinstance(value, str) and converts:
         lowered = value.lower()
         if lowered in ("true", "yes", "1", "on"):
             value = True
         elif lowered in ("false", "no", "0", "off"):
             value = False
-    if expected in (int, float) and isinstance(value, str):
+    if expected in (int, float) and isinstance(value, str) and converts:
         try:
             value = expected(value)
         except ValueError:

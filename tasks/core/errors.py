@@ -21,3 +21,9 @@ class ClusterLost(UserError):
     """A multi-worker peer stopped answering; rerunning every worker resumes from the backup."""
 
     exit_code = 4
+
+
+class ExportCheckFailed(UserError):
+    """An export did not answer like the model it was made from; nothing was published."""
+
+    exit_code = 5

@@ -3,22 +3,33 @@
 A task hands over its raw-input endpoints; this module writes them with `keras.export.ExportArchive`
 into a temporary folder, adds `assets/` (label names, config), checks the result in a fresh
 process with plain `tf.saved_model.load`, and only then renames it to the next version number.
+An extra format (`model.onnx`, `model.tflite`) is loaded the way its consumer loads it
+(`onnxruntime.InferenceSession`, `tf.lite.Interpreter`) and compared with the Keras network on a
+fixed batch before it is published; `assets/check.json` holds each tolerance and the observed
+difference. `load` is the one way `predict` opens an export.
 """
 
+import contextlib
 import dataclasses
+import datetime
+import functools
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.core.errors import ExportCheckFailed
 from tasks.core.errors import UserError
+from tasks.core.runs import default_mode
 
 
 @dataclasses.dataclass
@@ -48,13 +59,112 @@ def versions(root):
 
 def latest(root):
     """The newest version folder of an export root (or `root` itself if it is a version)."""
+    return resolve(root)
+
+
+def resolve(root, version=None):
+    """The version folder `root/<version>` (the newest when None), or `root` itself if it is one."""
     root = pathlib.Path(root)
     if (root / "saved_model.pb").is_file():
+        if version is not None and root.name != str(version):
+            raise UserError(f"--version {version} does not apply to {root}, which is one version folder; "
+                            "pass the export root with --model.")
         return root
     found = versions(root)
     if not found:
         raise UserError(f"no exported model under {root}; run `export` (or `train`) first.")
-    return root / str(found[-1])
+    if version is None:
+        return root / str(found[-1])
+    if version not in found:
+        raise UserError(f"--version {version}: no such version under {root}; it holds "
+                        f"{', '.join(map(str, found))}.")
+    return root / str(version)
+
+
+@dataclasses.dataclass
+class Exported:
+    """An export opened for `predict`: its folder, its `assets/` facts and, on first use, the model.
+
+    Attributes:
+        path: pathlib.Path. The version folder.
+        info: dict. `assets/info.json` ({} without one).
+        labels: list of str or None. `assets/labels.txt`.
+    """
+
+    path: pathlib.Path
+    info: dict
+    labels: list
+
+    @functools.cached_property
+    def model(self):
+        """The `tf.saved_model.load` result, loaded once (tokenizer ops registered first)."""
+        try:
+            import tensorflow_text  # noqa: F401  (WordPiece and SentencePiece ops of text models)
+        except ImportError:
+            pass
+        return tf.saved_model.load(str(self.path))
+
+    @property
+    def signatures(self):
+        return self.model.signatures
+
+
+def load(model_path, version=None, quiet=False):
+    """Opens the export `predict` runs and prints which one on stderr, e.g.
+    `model: saved_models/translation/3 (trained 2026-01-02 10:11, bleu 21.3400)`.
+
+    Args:
+        model_path: str or Path. An export root or one version folder.
+        version: int or None. The version under the root (None: the newest).
+        quiet: bool. No `model:` line. Defaults to False.
+    """
+    path = resolve(model_path, version)
+    assets = path / "assets"
+    info_file, labels_file = assets / "info.json", assets / "labels.txt"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    labels = labels_file.read_text().split("\n")[:-1] if labels_file.is_file() else None
+    if not quiet:
+        print(f"model: {describe(path)}", file=sys.stderr)
+    return Exported(path, info, labels)
+
+
+def describe(path):
+    """`<path> (trained <date>, <headline metric> <value>)`: the date the SavedModel was written
+    and the first metric of its `assets/metrics.json`, when it has one."""
+    path = pathlib.Path(path)
+    when = datetime.datetime.fromtimestamp((path / "saved_model.pb").stat().st_mtime)
+    facts = [f"trained {when:%Y-%m-%d %H:%M}"]
+    metrics_file = path / "assets" / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text()).get("metrics") or {}
+        headline = next(((key, value) for key, value in metrics.items()
+                         if isinstance(value, (int, float)) and not isinstance(value, bool)), None)
+        if headline:
+            facts.append(f"{headline[0]} {headline[1]:.4f}")
+    else:
+        facts.append("no metrics recorded")
+    return f"{path} ({', '.join(facts)})"
+
+
+# Suffixes of the files a task's predict reads: an INPUT ending in one names a file.
+FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".text", ".pos", ".neg", ".smi", ".sdf",
+                 ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".npy", ".npz")
+
+
+def looks_like_path(text, slash=True):
+    """An INPUT that names a file rather than holding text: one word with a `/` (when `slash`) or a
+    file suffix (`sentences2.txt`, `images/cat.jpg`)."""
+    if not text or any(char.isspace() for char in text):
+        return False
+    return (slash and ("/" in text or os.sep in text)) or pathlib.Path(text).suffix.lower() in FILE_SUFFIXES
+
+
+def check_paths(inputs, looks=looks_like_path):
+    """A `UserError` for the first INPUT that looks like a path (`looks`) and does not exist."""
+    for item in inputs:
+        if looks(item) and not pathlib.Path(item).exists():
+            raise UserError(f"{item}: no such file or folder; check the path (text that only looks like "
+                            "a file name needs a space in it).")
 
 
 def on_image_files(signature, inputs):
@@ -74,8 +184,26 @@ def on_image_files(signature, inputs):
         yield name, encoded, outputs
 
 
-def write(task, model, endpoints, assets, export_dir="saved_models", extra_format="saved_model"):
+@dataclasses.dataclass
+class Network:
+    """The Keras network an ONNX or TFLite file holds, and the fixed batch it is checked on.
+
+    Attributes:
+        model: keras.Model. A functional network on tensors (no string decoding).
+        example: list of arrays or None. One array per `model.inputs`, in order; None makes one
+            with `example_inputs`.
+    """
+
+    model: object
+    example: list = None
+
+
+def write(task, model, endpoints, assets, export_dir="saved_models", extra_format="saved_model", network=None):
     """Writes, checks and publishes a SavedModel; returns its version folder.
+
+    Nothing is published unless every format answers like the model: the SavedModel reloaded in a
+    fresh process, an extra format loaded by its runtime. `assets/check.json` records, per format,
+    the tolerance and the largest difference observed.
 
     Args:
         task: str. The task name (the folder under `export_dir`).
@@ -85,16 +213,19 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
         export_dir: str. The export root. Defaults to "saved_models".
         extra_format: str. `onnx` or `tflite` also writes `model.onnx` / `model.tflite` of the
             network beside the SavedModel. Defaults to "saved_model".
+        network: Network or None. What the extra format holds. Defaults to `model` on a made-up batch.
     """
     root = pathlib.Path(export_dir) / task
     root.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    os.chmod(staging, default_mode(directory=True))  # mkdtemp makes 0700: a server as another user could not read it
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
         for endpoint in endpoints:
             archive.add_endpoint(endpoint.name, tf.function(endpoint.fn), endpoint.signature)
-        archive.write_out(str(staging), verbose=False)
+        with quiet_output():
+            archive.write_out(str(staging), verbose=False)
         (staging / "assets").mkdir(exist_ok=True)
         for name, text in assets.items():
             (staging / "assets" / name).write_text(text)
@@ -102,11 +233,10 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
             endpoint.name: _numpy(endpoint.fn(*[tf.constant(x) for x in endpoint.example]))
             for endpoint in endpoints
         }
-        check(staging, endpoints, expected)
-        if extra_format == "onnx":
-            to_onnx(model, staging / "model.onnx")
-        elif extra_format == "tflite":
-            to_tflite(model, staging / "model.tflite")
+        checks = {"saved_model": check(staging, endpoints, expected)}
+        if extra_format in CONVERTERS:
+            checks[extra_format] = convert(network or Network(model), extra_format, staging)
+        (staging / "assets" / "check.json").write_text(json.dumps(checks, indent=2) + "\n")
         return _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -130,7 +260,13 @@ def _numpy(outputs):
     return {key: value.astype(bytes) if value.dtype == object else value for key, value in arrays.items()}
 
 
-# A fresh interpreter that knows nothing of keras or this package: what a server does.
+# The SavedModel's tolerance: the same graph on the same machine, so only float round-off.
+SAVED_MODEL_ATOL = 1e-4
+SAVED_MODEL_RTOL = 1e-4
+
+# A fresh interpreter that knows nothing of keras or this package: what a server does. It prints
+# one JSON line: the largest absolute difference over float outputs and the first output that
+# differs beyond `atol + rtol * |want|` (or whose shape, strings or integers differ), if any.
 _CHECK = r"""
 import sys, json, numpy as np, tensorflow as tf
 try:
@@ -138,25 +274,44 @@ try:
 except ImportError:
     pass
 path, arrays = sys.argv[1], np.load(sys.argv[2], allow_pickle=False)
-spec = json.loads(sys.argv[3])
+spec, atol, rtol = json.loads(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 loaded = tf.saved_model.load(path)
+largest, differs, compared = 0.0, None, 0
 for name, inputs in spec.items():
     outputs = loaded.signatures[name](**{key: tf.constant(arrays[f"{name}/in/{key}"]) for key in inputs})
     for key, value in outputs.items():
         want, got = arrays[f"{name}/out/{key}"], value.numpy()
         got = got.astype(bytes) if got.dtype == object else got
-        if want.dtype.kind in "fc":
-            ok = want.shape == got.shape and np.allclose(want, got, atol=1e-4, rtol=1e-4)
+        compared += 1
+        if want.shape != got.shape:
+            ok = False
+        elif want.dtype.kind in "fc":
+            if want.size:
+                largest = max(largest, float(np.nanmax(np.abs(want.astype(np.float64) - got))))
+            ok = np.allclose(want, got, atol=atol, rtol=rtol, equal_nan=True)
         else:
-            ok = want.shape == got.shape and (want == got).all()
-        if not ok:
-            sys.exit(f"signature {name} output {key} differs after reload")
-print("ok")
+            ok = (want == got).all()
+        if not ok and differs is None:
+            differs = f"{name}/{key}"
+print(json.dumps({"max_abs_difference": largest, "differs": differs, "compared": compared}))
 """
 
 
+def _fresh_process(arguments):
+    """Runs `_CHECK` with `arguments` in a new interpreter; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-c", _CHECK, *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
 def check(path, endpoints, expected):
-    """Reloads `path` in a fresh process and compares every signature's outputs to `expected`."""
+    """Reloads `path` in a fresh process and compares every signature's outputs to `expected`.
+
+    Returns the record `assets/check.json` keeps; raises `ExportCheckFailed` when an output differs.
+    """
     arrays, spec = {}, {}
     for endpoint in endpoints:
         names = [tensor_spec.name for tensor_spec in endpoint.signature]
@@ -169,53 +324,230 @@ def check(path, endpoints, expected):
     with tempfile.TemporaryDirectory() as scratch:
         npz = pathlib.Path(scratch) / "check.npz"
         np.savez(npz, **arrays)
-        result = subprocess.run(
-            [sys.executable, "-c", _CHECK, str(path), str(npz), json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
-        )
+        result = _fresh_process(
+            [str(path), str(npz), json.dumps(spec), str(SAVED_MODEL_ATOL), str(SAVED_MODEL_RTOL)])
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the exported SavedModel failed its reload check: {last}")
+        raise ExportCheckFailed(f"the exported SavedModel does not reload with tf.saved_model.load: {last}; "
+                                "nothing was published.")
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    if found["differs"]:
+        raise ExportCheckFailed(
+            f"the reloaded SavedModel's output {found['differs']} differs from the model's (largest "
+            f"|difference| {found['max_abs_difference']:.3g}, tolerance {SAVED_MODEL_ATOL:g} + "
+            f"{SAVED_MODEL_RTOL:g}·|value|); nothing was published."
+        )
+    return {
+        "loaded_with": "tf.saved_model.load in a fresh process",
+        "inputs": "each signature's example batch",
+        "outputs_compared": found["compared"],
+        "atol": SAVED_MODEL_ATOL,
+        "rtol": SAVED_MODEL_RTOL,
+        "max_abs_difference": found["max_abs_difference"],
+    }
 
 
 # === Other formats ===
 # ONNX and TFLite hold the network on its tensor input (e.g. pixels at the training size); the
 # string decoding and resizing of the raw-input signatures stay in the SavedModel.
 
+# A converted graph reorders float arithmetic (fused kernels, other accumulation orders), so its
+# outputs may differ by `atol + rtol * max|Keras output|`, elementwise.
+CONVERTED_ATOL = 1e-4
+CONVERTED_RTOL = 1e-3
 
-def _model_signature(model):
-    return [tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name) for tensor in model.inputs]
+
+def example_inputs(model, batch_size=2, length=7, seed=0):
+    """A fixed batch for `model.inputs`: floats uniform in [0, 1), integers in [0, the smallest
+    Embedding's input_dim) so every id is valid; unknown non-batch sizes become `length`."""
+    input_dims = [layer.input_dim for layer in model._flatten_layers() if isinstance(layer, keras.layers.Embedding)]
+    high = min(input_dims) if input_dims else 2
+    rng = np.random.default_rng(seed)
+    batch = []
+    for tensor in model.inputs:
+        shape = [batch_size] + [length if size is None else size for size in tensor.shape[1:]]
+        dtype = np.dtype(tensor.dtype)
+        if np.issubdtype(dtype, np.integer):
+            batch.append(rng.integers(0, high, size=shape).astype(dtype))
+        else:
+            batch.append(rng.uniform(0.0, 1.0, size=shape).astype(dtype))
+    return batch
 
 
-def _model_function(model):
-    return tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False))
+def _named_outputs(outputs):
+    """Keras outputs as `{name: array}`: a dict's own keys, else `output_<i>` (TFLite's names)."""
+    if isinstance(outputs, dict):
+        return {key: np.asarray(keras.ops.convert_to_numpy(value)) for key, value in outputs.items()}
+    flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {f"output_{index}": np.asarray(keras.ops.convert_to_numpy(value)) for index, value in enumerate(flat)}
+
+
+def convert(network, extra_format, folder):
+    """Writes `folder/model.<format>`, loads it with its runtime, runs the fixed batch and compares
+    it with the Keras network; returns the record `assets/check.json` keeps."""
+    model = network.model
+    if not getattr(model, "inputs", None):
+        raise UserError(f"--format {extra_format}: {model.name} is not a functional network with tensor inputs; "
+                        "export the SavedModel alone.")
+    example = network.example or example_inputs(model)
+    want = _named_outputs(model(example if len(example) > 1 else example[0], training=False))
+    path = pathlib.Path(folder) / f"model.{extra_format}"
+    to_file, run, runtime = CONVERTERS[extra_format]
+    note = to_file(model, path)
+    got = run(path, model, example)
+    if sorted(got) != sorted(want) and len(got) == len(want):  # unnamed outputs: in the network's order
+        got = dict(zip(want, got.values()))
+    scale = max((float(np.abs(value).max()) for value in want.values() if value.size), default=0.0)
+    tolerance = CONVERTED_ATOL + CONVERTED_RTOL * scale
+    largest, differs = 0.0, []
+    for key, value in want.items():
+        other = got.get(key)
+        if other is None or np.shape(other) != value.shape:
+            differs.append(key)
+            continue
+        difference = float(np.max(np.abs(value.astype(np.float64) - other), initial=0.0))
+        if not np.isfinite(difference) or difference > tolerance:
+            differs.append(key)
+        largest = max(largest, difference) if np.isfinite(difference) else float("inf")
+    if differs:
+        raise ExportCheckFailed(
+            f"{path.name} loaded with {runtime} differs from the Keras network on output {differs[0]} "
+            f"(largest |difference| {largest:.3g}, tolerance {tolerance:.3g}); nothing was published."
+        )
+    record = {
+        "file": path.name,
+        "loaded_with": runtime,
+        "inputs": {tensor.name: list(array.shape) for tensor, array in zip(model.inputs, example)},
+        "atol": CONVERTED_ATOL,
+        "rtol_of_largest_output": CONVERTED_RTOL,
+        "largest_output": scale,
+        "tolerance": tolerance,
+        "max_abs_difference": largest,
+    }
+    if note:
+        record["note"] = note
+    return record
+
+
+@contextlib.contextmanager
+def quiet_output():
+    """Sends what converters print (MLIR dumps, absl logs, `Saved artifact` lines, UserWarnings)
+    to a scratch file, so a failure shows one `error:` line; yields a list that holds the text after."""
+    captured = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved = [os.dup(1), os.dup(2)]
+        python_streams = sys.stdout, sys.stderr
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = sink
+        try:
+            yield captured
+        finally:
+            sink.flush()
+            sys.stdout, sys.stderr = python_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+            sink.seek(0)
+            captured.append(sink.read())
+
+
+@contextlib.contextmanager
+def _gelu_with_erf(used):
+    """Exact GELU written as 0.5·x·(1 + erf(x/√2)) while tf2onnx traces: TensorFlow writes it with
+    Erfc, which ONNX lacks, and Erf it has (the same function, no approximation)."""
+    original = tf.nn.gelu
+
+    def gelu(features, approximate=False, name=None):
+        if approximate:
+            return original(features, approximate=True, name=name)
+        used.append(True)
+        x = tf.convert_to_tensor(features)
+        return 0.5 * x * (1.0 + tf.math.erf(x * tf.cast(0.7071067811865476, x.dtype)))
+
+    tf.nn.gelu = gelu
+    try:
+        yield
+    finally:
+        tf.nn.gelu = original
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].strip()
 
 
 def to_onnx(model, path):
-    """The network as ONNX (tf2onnx), if the `onnx` extra is installed."""
+    """The network as ONNX (tf2onnx, opset 17); returns a note on what was changed, or None."""
     try:
+        import onnxruntime  # noqa: F401  (the check loads the file with it)
         import tf2onnx
     except ImportError:
-        raise UserError("--export-format onnx needs the onnx extra: pip install -e '.[onnx]'")
+        raise UserError("--format onnx needs the onnx extra: pip install -e '.[onnx]'")
+    signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name) for tensor in model.inputs]
+    gelu = []
     try:
-        # from_keras freezes the variables; from_function would leave captured ones as inputs.
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=_model_signature(model), opset=17)
+        with quiet_output() as log, _gelu_with_erf(gelu):
+            # from_keras freezes the variables; from_function would leave captured ones as inputs.
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
     except Exception as error:
-        raise UserError(f"cannot convert {model.name} to ONNX: {str(error).strip().splitlines()[0]}")
+        raise UserError(f"cannot convert {model.name} to ONNX: {_first_line(error)}")
+    unsupported = sorted(set(re.findall(r"Tensorflow op \[[^\]]*?: (\w+)\] is not supported", log[0])))
+    if unsupported:
+        raise UserError(f"cannot convert {model.name} to ONNX: tf2onnx has no ONNX form of the op(s) "
+                        f"{', '.join(unsupported)}; export without --format onnx, or try --format tflite.")
     pathlib.Path(path).write_bytes(proto.SerializeToString())
-    return path
+    return "GELU written with Erf instead of Erfc (the same function; ONNX has no Erfc)" if gelu else None
+
+
+def run_onnx(path, model, example):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [tensor.name for tensor in model.inputs]
+    feeds = {item.name: array for item, array in zip(session.get_inputs(), example)}
+    if set(names) == {item.name for item in session.get_inputs()}:
+        feeds = dict(zip(names, example))
+    outputs = session.run(None, feeds)
+    return {item.name: value for item, value in zip(session.get_outputs(), outputs)}
 
 
 def to_tflite(model, path):
-    """The network as a TFLite flatbuffer, TFLite builtin ops only."""
-    function = _model_function(model).get_concrete_function(*_model_signature(model))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    """The network as a TFLite flatbuffer, TFLite builtin ops only, weights as constants."""
+    # from_keras_model freezes the variables into the flatbuffer; from_concrete_functions kept them
+    # as resource variables without initial values, and the file computed NaN.
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     try:
-        flatbuffer = converter.convert()
+        with quiet_output():
+            flatbuffer = converter.convert()
     except Exception as error:
-        lines = [line for line in str(error).splitlines() if " op " in line] or str(error).splitlines()
-        raise UserError(f"cannot convert {model.name} to TFLite: {lines[0].strip()}")
+        text = str(error)
+        ops = sorted(set(re.findall(r"'(tf\.\w+)' op", text)))
+        reason = f"TFLite builtins lack the op(s) {', '.join(ops)}" if ops else _first_line(error)
+        raise UserError(f"cannot convert {model.name} to TFLite: {reason}; export without --format tflite.")
     pathlib.Path(path).write_bytes(flatbuffer)
-    return path
+    return None
+
+
+def run_tflite(path, model, example):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner()
+    names = [tensor.name for tensor in model.inputs]
+    if set(names) != set(runner.get_input_details()):  # inputs named by the converter: in tensor order
+        details = runner.get_input_details()
+        names = sorted(details, key=lambda name: details[name]["index"])
+    outputs = runner(**dict(zip(names, example)))
+    order = sorted(outputs, key=lambda key: (len(key), key))  # output_2 before output_10
+    return {key: outputs[key] for key in order}
+
+
+# format -> (write the file, run it, the runtime's name)
+CONVERTERS = {
+    "onnx": (to_onnx, run_onnx, "onnxruntime.InferenceSession"),
+    "tflite": (to_tflite, run_tflite, "tf.lite.Interpreter"),
+}

@@ -234,7 +234,7 @@ def measure(module, model, data, config, run, stats=None, baseline=None):
         record[key] = (stats or previous).get(key)
     record["config"] = config_lib.to_dict(config)
     run.write_metrics(record)
-    report(record, config)
+    report(record, config, training=stats is not None)
     return record
 
 
@@ -255,8 +255,13 @@ def export(module, model, info, config, run):
         assets,
         export_dir=config.export_dir,
         extra_format=config.export_format,
+        network=module.network(model, info) if hasattr(module, "network") else None,
     )
     run.record_export(path)
+    if config.export_format in export_lib.CONVERTERS:
+        extra = json.loads((path / "assets" / "check.json").read_text())[config.export_format]
+        say(config, f"Wrote {path / extra['file']} (checked with {extra['loaded_with']}: largest "
+                    f"|difference| from Keras {extra['max_abs_difference']:.2g}, tolerance {extra['tolerance']:.2g})")
     return path
 
 
@@ -277,19 +282,24 @@ def load_run(module, config):
     return run, model, info
 
 
-def report(record, config):
-    """Prints each metric beside its baseline, one line each."""
+def report(record, config, training=True):
+    """Prints each metric beside its baseline, one line each (counts as integers); `training`
+    adds the training throughput (not for `evaluate`, which trains nothing)."""
     if not config.verbose:
         return
     metrics, baseline = record["metrics"], record["baseline"]
     print(f"\n{record['task']} on {record['data']} — test split")
     for key, value in metrics.items():
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             base = baseline.get(key)
-            beside = f"   baseline {base:.4f}" if isinstance(base, (int, float)) else ""
-            print(f"  {key:<24} {value:.4f}{beside}")
-    if record.get("examples_per_second"):
+            beside = f"   baseline {_number(base)}" if isinstance(base, (int, float)) else ""
+            print(f"  {key:<24} {_number(value)}{beside}")
+    if training and record.get("examples_per_second"):
         print(f"  {'train examples/s':<24} {record['examples_per_second']:.1f}")
+
+
+def _number(value):
+    return f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
 
 
 def say(config, message):

@@ -104,12 +104,13 @@ class Run:
             return False
 
     def resume_epoch(self):
-        """The epoch a killed run resumes at, or None if there is nothing to resume."""
+        """The zero-based epoch a killed run resumes at (the epochs it finished), or None if there
+        is nothing to resume. BackupAndRestore writes that count as `epoch` and fit starts there."""
         metadata = self.backup_dir / "training_metadata.json"
         if not metadata.is_file():
             return None
         try:
-            return int(json.loads(metadata.read_text()).get("epoch", -1)) + 1
+            return int(json.loads(metadata.read_text()).get("epoch", 0))
         except (ValueError, OSError):
             return 0
 
@@ -187,6 +188,14 @@ def write_atomic(path, text):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(handle, default_mode())  # mkstemp makes 0600: readable by others as the umask allows
     with os.fdopen(handle, "w") as file:
         file.write(text)
     os.replace(temporary, path)
+
+
+def default_mode(directory=False):
+    """The mode `open` or `mkdir` would give under the process umask (0644 / 0755 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
