@@ -34,6 +34,7 @@ from tasks.core import augment
 from tasks.core import cli
 from tasks.core import data as data_lib
 from tasks.core import export
+from tasks.core import finetune
 from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
@@ -44,8 +45,10 @@ from tasks.data import images as image_readers
 
 
 @dataclasses.dataclass
-class Config(TrainConfig, augment.AugmentConfig):
-    model: str = option("resnet20", "A key of the applications registry (see applications.names()).")
+class Config(TrainConfig, augment.AugmentConfig, finetune.BackboneConfig):
+    model: str = option(
+        "resnet20", "A key of the applications registry (see applications.names()); unused with --backbone."
+    )
     image_size: int = option(0, "Resize images to this side (0: the data's own size).", minimum=0)
     channels: int = option(0, "Image channels, 1 or 3 (0: from the data).", choices=[0, 1, 3])
     test_fraction: float = option(
@@ -256,7 +259,7 @@ def load_data(config):
         "skipped": [f"{where}: {reason}" for where, reason in found.skipped],
         "tta": config.tta,
     }
-    if wants_patch_statistics(config.model):
+    if config.backbone == "none" and wants_patch_statistics(config.model):
         # Data-dependent init of a whitening first layer, from training images only.
         sample = np.random.default_rng(config.seed).permutation(len(train_x))[:PATCH_SAMPLE]
         normalized = (train_x[sample].astype(np.float32) - mean) / np.sqrt(variance)
@@ -275,24 +278,28 @@ def load_data(config):
 
 
 def build_model(config, info):
-    """Normalization + a registry network, compiled with the config's loss and optimizer."""
-    builder = training.model_builder(config.model)
+    """Normalization + a registry network (or `--backbone`: its own preprocessing + a pretrained
+    backbone + a dense head), compiled with the config's loss and optimizer."""
     shape = tuple(info["image_shape"])
-    inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
-    x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
-    extra = {}
-    if info.get("patch_covariance") is not None and "patch_covariance" in applications.arguments(builder):
-        extra["patch_covariance"] = np.asarray(info["patch_covariance"])
-    network = builder(
-        input_shape=shape,
-        num_classes=info["num_classes"],
-        classifier_activation=None,
-        dropout_rate=config.dropout_rate,
-        **extra,
-    )
-    if not config.batch_norm:
-        network = augment.without_batch_norm(network)
-    model = keras.Model(inputs, network(x), name=f"{config.model}_classifier")
+    if config.backbone != "none":
+        model = finetune.image_classifier(config, shape, info["num_classes"], dropout_rate=config.dropout_rate)
+    else:
+        builder = training.model_builder(config.model)
+        inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
+        x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
+        extra = {}
+        if info.get("patch_covariance") is not None and "patch_covariance" in applications.arguments(builder):
+            extra["patch_covariance"] = np.asarray(info["patch_covariance"])
+        network = builder(
+            input_shape=shape,
+            num_classes=info["num_classes"],
+            classifier_activation=None,
+            dropout_rate=config.dropout_rate,
+            **extra,
+        )
+        if not config.batch_norm:
+            network = augment.without_batch_norm(network)
+        model = keras.Model(inputs, network(x), name=f"{config.model}_classifier")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if info["num_classes"] >= 10:

@@ -79,6 +79,10 @@ class TrainConfig:
         120.0, "Seconds to wait for every multi_worker peer to answer.", minimum=1.0, identity=False
     )
     seed: int = option(0, "Seed for splits, shuffling and initialization.")
+    init_from: str = option(
+        "", "Start from the weights of an earlier run: a run folder, a .keras model or an .h5 weights "
+        "file; layers are matched by name and shape, and the counts printed.",
+    )
     skip_bad: bool = option(False, "Skip (and count) bad records instead of stopping.")
     run_name: str = option("", "Run folder name (default: derived from the config).", identity=False)
     runs_dir: str = option("runs", "Root of run folders.", identity=False)

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.core import distributed
+from tasks.core import finetune
 from tasks.core.errors import TrainingDiverged
 from tasks.core.errors import UserError
 
@@ -445,8 +446,11 @@ def fit(model, data, config, run, extra_callbacks=()):
     """
     has_validation = data.validation is not None
     # Tasks put the number of training examples per epoch in info["num_train"].
+    extra_callbacks = list(extra_callbacks) + finetune.callbacks(model, config)
     standard = callbacks(run, config, has_validation, extra_callbacks, data.info.get("num_train"))
     resume = run.resume_epoch()
+    if getattr(config, "init_from", "") and resume is None:
+        finetune.init_from(model, config.init_from, verbose=config.verbose)  # a resumed run has its own
     if resume is not None and config.verbose:
         print(f"Resuming {run.path} at epoch {resume + 1} of {config.epochs}.")
     verbose = config.verbose
