@@ -453,6 +453,113 @@ def gcn(num_node_features, num_edge_features, num_outputs=1, units=64, num_layer
     return keras.Model(inputs, outputs, name=name)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Columns(layers.Layer):
+    """The columns `start:stop` of a (B, D) tensor (`stop` None: to the end).
+
+    Args:
+        start: int. The first column.
+        stop: int or None. One past the last column. Defaults to None.
+        **kwargs: Passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, start, stop=None, **kwargs):
+        super().__init__(**kwargs)
+        self.start = int(start)
+        self.stop = None if stop is None else int(stop)
+
+    def call(self, inputs):
+        return inputs[:, self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        width = input_shape[-1]
+        if width is not None:
+            width = len(range(width)[self.start:self.stop])
+        return (input_shape[0], width)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlend(layers.Layer):
+    """y = base + blend * network ("residual") or (1 - blend) * base + blend * network ("convex"),
+    with `blend` a fixed scalar weight (not trained): set it after training (e.g. on a validation
+    split); 0 gives `base` exactly, and "convex" with 1 the network alone.
+
+    Args:
+        blend: float. The initial weight of the network. Defaults to 1.0.
+        mode: str. "residual" or "convex". Defaults to "residual".
+        **kwargs: Passed to `keras.layers.Layer`.
+    """
+
+    def __init__(self, blend=1.0, mode="residual", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("residual", "convex"):
+            raise ValueError(f"mode must be residual or convex. Received: mode={mode}")
+        self.blend = float(blend)
+        self.mode = mode
+
+    def build(self, input_shape):
+        self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.blend),
+                                      trainable=False, name="blend")
+
+    def call(self, inputs):
+        base, network = inputs  # (B, T) each
+        weight = ops.cast(self.weight, network.dtype)
+        if self.mode == "convex":
+            return (1.0 - weight) * base + weight * network
+        return base + weight * network
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "blend": self.blend, "mode": self.mode}
+
+
+def residual_hybrid(network, kernel, bias, graph_feature_stats=None, blend=1.0, mode="residual", name="hybrid"):
+    """A fixed linear model over graph-level features, blended with `network`'s output: added as a
+    learned residual, or mixed convexly (`ResidualBlend`).
+
+    The model takes the four graph tensors and `graph_features` (B, D + P): D descriptors (the
+    `graph_feature_stats` columns, which `network` also reads when it was built with them), then
+    P fixed features such as fingerprint bits. The linear head reads [P features, the D descriptors
+    standardized and clipped as `with_graph_features` does] — the layout of a classical baseline —
+    with frozen weights, so with `blend` 0 the model is that baseline exactly.
+
+    Args:
+        network: keras.Model. A graph network of this module (outputs (B, T), e.g. in target units).
+        kernel: array-like (P + D, T). The linear model's weights (e.g. a fitted ridge's coefficients).
+        bias: array-like (T,). Its intercepts.
+        graph_feature_stats: (mean, std) lists or None. The descriptors' training statistics (D = 0: None).
+        blend: float. The network's weight (`ResidualBlend`). Defaults to 1.0.
+        mode: str. "residual" or "convex" (`ResidualBlend`). Defaults to "residual".
+        name: str. The model name. Defaults to "hybrid".
+    """
+    kernel = ops.convert_to_numpy(kernel).astype("float32")
+    num_descriptors = len(graph_feature_stats[0]) if graph_feature_stats is not None else 0
+    num_node_features, num_edge_features = int(network.inputs[0].shape[-1]), int(network.inputs[1].shape[-1])
+    inputs = graph_inputs(num_node_features, num_edge_features)
+    inputs.append(keras.Input((int(kernel.shape[0]),), name="graph_features"))
+    fixed = Columns(num_descriptors, name="fixed_features")(inputs[4])  # (B, P)
+    head_inputs = fixed
+    network_inputs = inputs[:4]
+    if num_descriptors:
+        descriptors = Columns(0, num_descriptors, name="descriptors")(inputs[4])  # (B, D)
+        scale, offset = graph_feature_scaling(graph_feature_stats)
+        scaled = Affine(scale, offset, clip=GRAPH_FEATURE_CLIP, name="linear_descriptor_scaling")(descriptors)
+        head_inputs = layers.Concatenate(name="linear_features")([fixed, scaled])  # (B, P + D)
+        if len(network.inputs) == 5:
+            network_inputs = network_inputs + [descriptors]
+    head = layers.Dense(kernel.shape[1], trainable=False, dtype="float32", name="linear_head")
+    base = head(head_inputs)  # (B, T)
+    head.set_weights([kernel, ops.convert_to_numpy(bias).astype("float32").reshape(-1)])
+    residual = network(network_inputs)  # (B, T)
+    outputs = ResidualBlend(blend, mode, dtype="float32", name="blend")([base, residual])
+    return keras.Model(inputs, outputs, name=name)
+
+
 def supports(model):
     """Whether `model` takes the four graph inputs of this module (and optionally `graph_features`)."""
     names = [tensor.name for tensor in model.inputs]

@@ -49,6 +49,10 @@ GRAPH_MODELS = ("mpnn", "gin", "gcn")
 FINGERPRINT_BITS = 2048
 FINGERPRINT_RADIUS = 2
 PREDICT_BATCH = 256  # molecules per signature call in `predict`
+BLEND_GRID = np.linspace(0.0, 1.0, 11)  # network weights the validation split chooses from
+CROSS_FIT_FOLDS = 5
+# A class absent from (or alone in) the training split: the linear head's fixed logit for it.
+LOGIT_LIMIT = 15.0
 
 
 @dataclasses.dataclass
@@ -80,6 +84,12 @@ class Config(TrainConfig):
                               "split) whose outputs are averaged; the run and the export hold the average.", minimum=1)
     descriptors: bool = option(False, "Add RDKit's 2D descriptors of each molecule beside the learned readout "
                                       "(and to the fingerprint baseline).")
+    hybrid: bool = option(True, "The fingerprint baseline's fitted ridge / logistic regression as a fixed linear "
+                                "head inside the model, blended with the network by a weight in [0, 1] chosen on "
+                                "the validation split (0: the baseline exactly).")
+    blend: str = option("convex", "How the hybrid blends: convex ((1 - w) baseline + w network, the network trained "
+                                  "alone) or residual (baseline + w network, the network trained on the residual).",
+                        choices=["convex", "residual"])
 
 
 @dataclasses.dataclass
@@ -171,8 +181,13 @@ def descriptor_smiles(graph_set, source):
 def load_data(config):
     """Train / validation / test disjoint-union batches, their graph sets and the facts the model needs."""
     graph_set = read_source(config)
+    num_descriptors = 0
     if config.descriptors:
         graph_set.features, names = molecules.descriptors(descriptor_smiles(graph_set, config.data))
+        num_descriptors = len(names)
+    if config.hybrid:  # the linear head's fingerprints travel after the descriptors: (G, D + P)
+        prints = fingerprints(graph_set)
+        graph_set.features = prints if graph_set.features is None else np.concatenate([graph_set.features, prints], 1)
     kind = task_kind(graph_set, config)
     train_ids, validation_ids, test_ids = split_indices(graph_set, kind, config)
     if len(train_ids) == 0 or len(test_ids) == 0:
@@ -203,7 +218,7 @@ def load_data(config):
         if graph_set.label_names:
             info["tu_label_names"] = graph_set.label_names
     if config.descriptors:
-        train_features = sets["train"].features
+        train_features = sets["train"].features[:, :num_descriptors]
         info["descriptor_names"] = names
         info["graph_feature_stats"] = [train_features.mean(axis=0).tolist(), train_features.std(axis=0).tolist()]
     if kind == "regression":
@@ -211,6 +226,12 @@ def load_data(config):
         info["target_std"] = np.maximum(np.nanstd(train_targets, axis=0), 1e-6).tolist()
     else:
         info["positive_rate"] = np.nanmean(train_targets, axis=0).tolist() if kind == "binary" else None
+    train_set = sets["train"]
+    if config.hybrid:
+        kernel, bias, offsets = linear_head(kind, sets, info, cross_fit=config.blend == "residual")
+        info["fingerprint_width"] = int(graph_set.features.shape[1] - num_descriptors)
+        info["linear_head"] = {"kernel": kernel.tolist(), "bias": bias.tolist(), "mode": config.blend}
+        train_set = dataclasses.replace(train_set, targets=train_set.targets + offsets)
     missing = int(np.isnan(graph_set.targets).sum())
     if missing:
         info["notes"]["missing_labels"] = missing
@@ -227,7 +248,7 @@ def load_data(config):
             print(f"note: RDKit rejects {len(rejected)} TU graph(s) as molecules (e.g. {first[0]}: {first[1]}); "
                   "their descriptors are 0.")
     return GraphData(
-        train=molecules.make_dataset(sets["train"], config.batch_size, shuffle=True, seed=config.seed),
+        train=molecules.make_dataset(train_set, config.batch_size, shuffle=True, seed=config.seed),
         validation=molecules.make_dataset(sets["validation"], config.batch_size) if len(validation_ids) else None,
         test=molecules.make_dataset(sets["test"], config.batch_size),
         info=info,
@@ -286,8 +307,10 @@ def builder_arguments(config, builder, info):
         wanted["dropout_rate"] = config.dropout_rate
     if "readout" in accepted:
         wanted["readout"] = config.readout
-    if info["kind"] == "regression":
-        wanted.update(output_scale=info["target_std"], output_offset=info["target_mean"])
+    if info["kind"] == "regression":  # a residual hybrid's network adds to the baseline: centred at 0
+        residual = info.get("linear_head", {}).get("mode") == "residual"
+        offset = [0.0] * len(info["target_mean"]) if residual else info["target_mean"]
+        wanted.update(output_scale=info["target_std"], output_offset=offset)
     if info.get("graph_feature_stats"):
         wanted["graph_feature_stats"] = info["graph_feature_stats"]
     return wanted
@@ -300,11 +323,76 @@ def build_model(config, info):
         raise UserError(f"--model {config.model} is not a graph network; use one of {', '.join(GRAPH_MODELS)}.")
     model = training.build_network(builder, config, info["num_node_features"], info["num_edge_features"],
                                    info["num_outputs"], **builder_arguments(config, builder, info))
+    if info.get("linear_head"):
+        head = info["linear_head"]
+        model = applications.mpnn.residual_hybrid(model, np.array(head["kernel"]), np.array(head["bias"]),
+                                                  info.get("graph_feature_stats"), mode=head.get("mode", "residual"),
+                                                  name=f"{config.model}_hybrid")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     # Outputs are in target units; errors divided by the training std weigh every target the same.
     scale = info["target_std"] if info["kind"] == "regression" else None
     model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=MaskedLoss(info["kind"], scale))
     return model
+
+
+def callbacks(config, data, run):
+    """A hybrid's `BlendChoice`, run after the standard callbacks (best weights restored first)."""
+    return [BlendChoice(data, verbose=config.verbose)] if data.info.get("linear_head") else []
+
+
+class BlendChoice(keras.callbacks.Callback):
+    """At the end of training, sets a hybrid's network weight (its `blend` layer) to the value of
+    BLEND_GRID with the lowest validation loss (ties: the smaller weight, nearer the baseline).
+    Without a validation split the weight stays 1."""
+
+    def __init__(self, data, verbose=0):
+        super().__init__()
+        self.data = data
+        self.verbose = verbose
+
+    def on_train_end(self, logs=None):
+        weight = choose_blend(self.model, self.data)
+        if self.verbose and weight is not None:
+            print(f"Hybrid: network weight {weight:.1f} (chosen on the validation split; 0 = the baseline)")
+
+
+def blend_layer(model):
+    return model.get_layer("blend")
+
+
+def set_blend(model, weight):
+    layer = blend_layer(model)
+    layer.weight.assign(float(weight))
+
+
+def choose_blend(model, data):
+    """Sets and returns the validation-chosen residual weight of a hybrid (None without a validation split)."""
+    if data.validation is None:
+        return None
+    kind, truth = data.info["kind"], data.sets["validation"].targets
+    set_blend(model, 0.0)
+    base = predict_split(model, data.validation)
+    set_blend(model, 1.0)
+    step = predict_split(model, data.validation) - base  # both blends are linear in the weight
+    losses = [validation_loss(kind, truth, base + weight * step, data.info) for weight in BLEND_GRID]
+    weight = float(BLEND_GRID[int(np.argmin(np.round(losses, 10)))])
+    set_blend(model, weight)
+    return weight
+
+
+def validation_loss(kind, targets, raw, info):
+    """The training loss on numpy arrays: squared error in target standard deviations, or cross-entropy."""
+    if kind == "multiclass":
+        shifted = raw - raw.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-np.mean(log_probabilities[np.arange(len(raw)), targets[:, 0].astype(np.int64)]))
+    observed = ~np.isnan(targets)
+    truth = np.where(observed, targets, 0.0)
+    if kind == "regression":
+        losses = ((raw - truth) / np.asarray(info["target_std"])) ** 2
+    else:  # the numerically stable sigmoid cross-entropy on logits
+        losses = np.maximum(raw, 0) - raw * truth + np.log1p(np.exp(-np.abs(raw)))
+    return float(np.sum(losses * observed) / max(observed.sum(), 1))
 
 
 # === Metrics and baselines ===
@@ -355,27 +443,39 @@ def scores(kind, targets, predicted):
 
 def classical_features(graph_set, stats=None):
     """`fingerprints`, then the graph-level descriptors scaled as the network scales them, with
-    `stats` = info["graph_feature_stats"] (the training split's mean and std), when the set has them."""
-    x = fingerprints(graph_set)
-    if graph_set.features is None:
+    `stats` = info["graph_feature_stats"] (the training split's mean and std), when the set has them.
+    A hybrid run's sets carry the fingerprints after the descriptors in `features`; they are reused."""
+    num_descriptors = len(stats[0]) if stats else 0
+    features = graph_set.features
+    x = features[:, num_descriptors:] if features is not None and features.shape[1] > num_descriptors else (
+        fingerprints(graph_set))
+    if not num_descriptors:
         return x
     scale, offset = applications.mpnn.graph_feature_scaling(stats)
     limit = applications.mpnn.GRAPH_FEATURE_CLIP
-    scaled = np.clip(graph_set.features * np.asarray(scale) + np.asarray(offset), -limit, limit)
+    scaled = np.clip(features[:, :num_descriptors] * np.asarray(scale) + np.asarray(offset), -limit, limit)
     return np.concatenate([x, scaled], axis=1).astype(np.float32)
 
 
 def fingerprints(graph_set):
     """Classical features: Morgan bit vectors (molecules) or label counts (TU graphs), (G, D)."""
-    if graph_set.smiles:
-        from rdkit import Chem
-        from rdkit.Chem import rdFingerprintGenerator
+    return morgan_bits(graph_set.names) if graph_set.smiles else label_counts(graph_set.graphs)
 
-        generator = rdFingerprintGenerator.GetMorganGenerator(radius=FINGERPRINT_RADIUS, fpSize=FINGERPRINT_BITS)
-        return np.array([generator.GetFingerprintAsNumPy(Chem.MolFromSmiles(smiles)) for smiles in graph_set.names],
-                        np.float32).reshape(len(graph_set), FINGERPRINT_BITS)
+
+def morgan_bits(smiles_list):
+    """Morgan fingerprints (radius FINGERPRINT_RADIUS, FINGERPRINT_BITS bits) of SMILES, (G, bits) float32."""
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=FINGERPRINT_RADIUS, fpSize=FINGERPRINT_BITS)
+    return np.array([generator.GetFingerprintAsNumPy(Chem.MolFromSmiles(smiles)) for smiles in smiles_list],
+                    np.float32).reshape(len(smiles_list), FINGERPRINT_BITS)
+
+
+def label_counts(graphs):
+    """log(1 + count) of node labels and labelled edges of TU graphs (one-hot features), (G, D)."""
     rows = []
-    for graph in graph_set.graphs:
+    for graph in graphs:
         # Node-label counts and (source label, edge label, target label) counts: a 1-hop WL histogram.
         sources, targets = graph.nodes[graph.edge_index[:, 0]], graph.nodes[graph.edge_index[:, 1]]
         triples = np.einsum("ei,ej,ek->ijk", sources, graph.edges, targets).ravel()
@@ -383,12 +483,13 @@ def fingerprints(graph_set):
     return np.log1p(np.array(rows, np.float32))
 
 
-def classical_predictions(kind, train, validation, test, stats=None):
-    """Ridge / logistic regression on `classical_features` (`stats`: the descriptors' training mean
-    and std, when the sets have descriptors), strength chosen on the validation split."""
+def classical_models(kind, train, validation, stats=None):
+    """Ridge / logistic regression on `classical_features` of the training split, strength chosen
+    on the validation split: one multinomial model (multiclass), else one per target (a float for a
+    target with one class in training: that class's probability)."""
     from sklearn.linear_model import LogisticRegression
 
-    x_train, x_test = classical_features(train, stats), classical_features(test, stats)
+    x_train = classical_features(train, stats)
     x_validation = classical_features(validation, stats) if len(validation) else None
     strengths = [0.01, 0.1, 1.0, 10.0, 100.0]
     if kind == "multiclass":
@@ -401,10 +502,8 @@ def classical_predictions(kind, train, validation, test, stats=None):
         if x_validation is not None and len(np.unique(labels)) > 1:
             model = max((fit(c) for c in strengths),
                         key=lambda m: m.score(x_validation, validation.targets[:, 0].astype(np.int64)))
-        probabilities = np.zeros((len(test), int(labels.max()) + 1))
-        probabilities[:, model.classes_] = model.predict_proba(x_test)
-        return probabilities
-    predicted = np.zeros(test.targets.shape, np.float32)
+        return [model]
+    models = []
     for column in range(train.targets.shape[1]):
         rows = ~np.isnan(train.targets[:, column])
         observed = ~np.isnan(validation.targets[:, column]) if x_validation is not None else None
@@ -412,21 +511,44 @@ def classical_predictions(kind, train, validation, test, stats=None):
             held_out = (x_validation[observed], validation.targets[observed, column])
         else:
             held_out = None
-        predicted[:, column] = _fit_one_target(kind, x_train[rows], train.targets[rows, column], held_out, x_test,
-                                               strengths)
+        models.append(_fit_one_target(kind, x_train[rows], train.targets[rows, column], held_out, strengths))
+    return models
+
+
+def classical_guess(kind, model, features):
+    """One fitted classical model's test values (regression) or positive-class probabilities."""
+    if isinstance(model, float):
+        return np.full(len(features), model, np.float32)
+    return model.predict(features) if kind == "regression" else model.predict_proba(features)[:, 1]
+
+
+def classical_predictions(kind, train, validation, test, stats=None):
+    """Ridge / logistic regression on `classical_features` (`stats`: the descriptors' training mean
+    and std, when the sets have descriptors), strength chosen on the validation split."""
+    models = classical_models(kind, train, validation, stats)
+    x_test = classical_features(test, stats)
+    if kind == "multiclass":
+        model = models[0]
+        probabilities = np.zeros((len(test), int(train.targets[:, 0].max()) + 1))
+        probabilities[:, model.classes_] = model.predict_proba(x_test)
+        return probabilities
+    predicted = np.zeros(test.targets.shape, np.float32)
+    for column, model in enumerate(models):
+        predicted[:, column] = classical_guess(kind, model, x_test)
     return predicted
 
 
-def _fit_one_target(kind, x, y, held_out, x_test, strengths):
+def _fit_one_target(kind, x, y, held_out, strengths):
     """Ridge (regression) or logistic regression (0/1) on one target; the strength with the best
-    validation RMSE / ROC-AUC when `held_out = (x, y)` is given, else 1.0. Returns test predictions."""
+    validation RMSE / ROC-AUC when `held_out = (x, y)` is given, else 1.0. Returns the fitted model
+    (a float, the class, when training holds one class)."""
     import scipy.linalg
     from sklearn.linear_model import LogisticRegression
     from sklearn.linear_model import Ridge
     from sklearn.metrics import roc_auc_score
 
     if kind != "regression" and len(np.unique(y)) < 2:
-        return np.full(len(x_test), y[0], np.float32)  # one class in training: predict it
+        return float(y[0])  # one class in training: predict it
 
     def fit(strength):
         if kind == "regression":
@@ -437,17 +559,74 @@ def _fit_one_target(kind, x, y, held_out, x_test, strengths):
                 return Ridge(alpha=strength).fit(x, y)
         return LogisticRegression(C=1.0 / strength, max_iter=3000).fit(x, y)
 
-    def guess(model, features):
-        return model.predict(features) if kind == "regression" else model.predict_proba(features)[:, 1]
-
     def quality(model):
         features, truth = held_out
         if kind == "regression":
-            return -np.sqrt(np.mean((truth - guess(model, features)) ** 2))
-        return roc_auc_score(truth, guess(model, features)) if len(np.unique(truth)) == 2 else 0.0
+            return -np.sqrt(np.mean((truth - classical_guess(kind, model, features)) ** 2))
+        return roc_auc_score(truth, classical_guess(kind, model, features)) if len(np.unique(truth)) == 2 else 0.0
 
-    best = max((fit(strength) for strength in strengths), key=quality) if held_out is not None else fit(1.0)
-    return guess(best, x_test)
+    return max((fit(strength) for strength in strengths), key=quality) if held_out is not None else fit(1.0)
+
+
+def linear_head(kind, sets, info, cross_fit=True):
+    """The classical baseline as the hybrid's fixed linear head: `(kernel (P + D, T), bias (T,),
+    offsets (G_train, T))` over `classical_features`, giving the baseline's values (regression) or
+    logits (classification).
+
+    Regression `offsets` (with `cross_fit`, for the residual blend) = in-sample minus cross-fitted
+    ridge values on the training split: added
+    to the training targets, they make the network learn y − (ridge fitted without that molecule),
+    the residual it will meet on new molecules (in-sample residuals of a ridge over 2,000+
+    features are near zero). Classification offsets are 0.
+    """
+    stats = info.get("graph_feature_stats")
+    models = classical_models(kind, sets["train"], sets["validation"], stats)
+    x_train = classical_features(sets["train"], stats)
+    width, num_outputs = x_train.shape[1], info["num_outputs"]
+    kernel = np.zeros((width, num_outputs), np.float64)
+    bias = np.zeros(num_outputs, np.float64)
+    offsets = np.zeros(sets["train"].targets.shape, np.float32)
+    if kind == "multiclass":
+        model = models[0]
+        bias[:] = -LOGIT_LIMIT  # classes absent from training
+        if len(model.classes_) == 2:  # scikit-learn's binary form: one logit, for classes_[1]
+            bias[model.classes_] = [0.0, model.intercept_[0]]
+            kernel[:, model.classes_[1]] = model.coef_[0]
+        else:
+            bias[model.classes_] = model.intercept_
+            kernel[:, model.classes_] = model.coef_.T
+        return kernel, bias, offsets
+    for column, model in enumerate(models):
+        if isinstance(model, float):
+            bias[column] = LOGIT_LIMIT if model else -LOGIT_LIMIT
+            continue
+        kernel[:, column] = model.coef_.reshape(-1)
+        bias[column] = float(np.ravel(model.intercept_)[0])
+        if kind == "regression" and cross_fit:
+            offsets[:, column] = cross_fit_offsets(model, x_train, sets["train"].targets[:, column])
+    return kernel, bias, offsets
+
+
+def cross_fit_offsets(model, x, y):
+    """In-sample minus out-of-fold values of a fitted ridge (CROSS_FIT_FOLDS folds, same strength);
+    0 where `y` is missing."""
+    import scipy.linalg
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
+    rows = np.flatnonzero(~np.isnan(y))
+    offsets = np.zeros(len(y), np.float32)
+    if len(rows) < 2 * CROSS_FIT_FOLDS:
+        return offsets
+    inside = model.predict(x[rows])
+    outside = np.zeros(len(rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        for fit_rows, held_rows in KFold(CROSS_FIT_FOLDS, shuffle=True, random_state=0).split(rows):
+            fold = clone(model).fit(x[rows[fit_rows]], y[rows[fit_rows]])
+            outside[held_rows] = fold.predict(x[rows[held_rows]])
+    offsets[rows] = inside - outside
+    return offsets
 
 
 def baseline(config, data):
@@ -468,7 +647,7 @@ def baseline(config, data):
     result = scores(kind, test, classical_predictions(kind, sets["train"], sets["validation"], sets["test"],
                                                            data.info.get("graph_feature_stats")))
     result["name"] = ("Morgan fingerprint (r=2, 2048 bits)" if sets["train"].smiles else "label-count fingerprint") + (
-        " and RDKit descriptors" if sets["train"].features is not None else "") + (
+        " and RDKit descriptors" if data.info.get("descriptor_names") else "") + (
         " + ridge" if kind == "regression" else " + logistic regression")
     result["mean_predictor"] = {**scores(kind, test, constant), "name": constant_name}
     if config.verbose:
@@ -582,12 +761,30 @@ def example_graphs(info):
     edges = np.eye(2, info["num_edge_features"], dtype=np.float32)
     pair = molecules.Graph(nodes[:2], edges, np.array([[0, 1], [1, 0]], np.int32))
     single = molecules.Graph(nodes[2:], edges[:0], np.zeros((0, 2), np.int32))
-    return molecules.union([pair, single], graph_features(["CC", "C"], info))
+    return molecules.union([pair, single], graph_features(["CC", "C"], info, [pair, single]))
 
 
-def graph_features(smiles, info):
-    """The molecules' descriptors as the model was trained with them, or None (a model without)."""
-    return molecules.descriptors(smiles, info["descriptor_names"])[0] if info.get("descriptor_names") else None
+def graph_features(smiles, info, graphs=None):
+    """The graph-level features the model was trained with, (B, D + P): the molecules' descriptors
+    (D), then a hybrid's fingerprints (P: Morgan bits of `smiles`, or label counts of TU `graphs`);
+    None for a model with neither."""
+    parts = []
+    if info.get("descriptor_names"):
+        parts.append(molecules.descriptors(smiles, info["descriptor_names"])[0])
+    if info.get("linear_head"):
+        parts.append(label_counts(graphs) if info["featurizer"] == "tu" else morgan_bits(smiles))
+    return np.concatenate(parts, axis=1).astype(np.float32) if parts else None
+
+
+def graph_feature_width(info):
+    """D + P, the width of the `graph_features` input (0: a model without it)."""
+    return len(info.get("descriptor_names") or ()) + (info.get("fingerprint_width", 0) if info.get("linear_head") else 0)
+
+
+def ensemble_members(model):
+    """The members of a `--ensemble` model (`training.average_models`), or [model]."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member")]
+    return members if model.name == "ensemble" and members else [model]
 
 
 def network(model, info):
@@ -608,7 +805,10 @@ def serving(model, info):
 
     Regression: `predictions` (B, T) in target units. Binary / multi-task: `probabilities` (B, T)
     and `labels` (B, T) int32 at 0.5. Multi-class: `probabilities` (B, K) and `labels` (B,) class
-    ids (names in assets/labels.txt). RDKit featurization stays outside (Python, not TF ops).
+    ids (names in assets/labels.txt). Each also gives `std`, the spread (population standard
+    deviation) of the ensemble members' predictions / probabilities: 0 for a single network.
+    RDKit featurization stays outside (Python, not TF ops); a hybrid's `graph_features` also
+    hold the fingerprint of its linear head (`graph_features` below).
     """
     kind = info["kind"]
     signature = [
@@ -617,19 +817,24 @@ def serving(model, info):
         tf.TensorSpec([None, 2], tf.int32, name="edge_index"),
         tf.TensorSpec([None], tf.int32, name="graph_index"),
     ]
-    if info.get("descriptor_names"):
-        signature.append(tf.TensorSpec([None, len(info["descriptor_names"])], tf.float32, name="graph_features"))
+    width = graph_feature_width(info)
+    if width:
+        signature.append(tf.TensorSpec([None, width], tf.float32, name="graph_features"))
+    members = ensemble_members(model)
 
     def predict_graphs(*tensors):
-        raw = model({spec.name: tensor for spec, tensor in zip(signature, tensors)}, training=False)
-        raw = tf.cast(raw, tf.float32)
+        inputs = {spec.name: tensor for spec, tensor in zip(signature, tensors)}
+        raws = tf.stack([tf.cast(member(inputs, training=False), tf.float32) for member in members])  # (M, B, K)
+        raw = tf.reduce_mean(raws, axis=0)  # the ensemble's output (its `average` layer)
         if kind == "regression":
-            return {"predictions": raw}
+            return {"predictions": raw, "std": tf.math.reduce_std(raws, axis=0)}
         if kind == "binary":
             probabilities = tf.sigmoid(raw)
-            return {"probabilities": probabilities, "labels": tf.cast(probabilities >= 0.5, tf.int32)}
+            return {"probabilities": probabilities, "labels": tf.cast(probabilities >= 0.5, tf.int32),
+                    "std": tf.math.reduce_std(tf.sigmoid(raws), axis=0)}
         probabilities = tf.nn.softmax(raw, axis=-1)
-        return {"probabilities": probabilities, "labels": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+        return {"probabilities": probabilities, "labels": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+                "std": tf.math.reduce_std(tf.nn.softmax(raws, axis=-1), axis=0)}
 
     example = example_graphs(info)
     return [export.Endpoint("serving_default", predict_graphs, signature,
@@ -644,9 +849,10 @@ def read_predict_inputs(inputs, info):
             raise UserError("this model was trained on TU graphs: pass one TU folder (<NAME>_A.txt, ...) to predict.")
         graph_set = molecules.read_tu(inputs[0], vocabulary=info["tu_vocabulary"],
                                       label_names=info.get("tu_label_names"))
-        features = graph_features(descriptor_smiles(graph_set, inputs[0]), info) if info.get("descriptor_names") else None
+        smiles = descriptor_smiles(graph_set, inputs[0]) if info.get("descriptor_names") else None
+        features = graph_features(smiles, info, graph_set.graphs)
         notes = [f"{graph}: not a molecule to RDKit ({problem}); its descriptors are 0"
-                 for graph, problem in graph_set.notes.get("not_molecules", {}).items()] if features is not None else []
+                 for graph, problem in graph_set.notes.get("not_molecules", {}).items()] if smiles is not None else []
         return graph_set.graphs, graph_set.names, notes, features
     smiles = []
     for item in inputs:

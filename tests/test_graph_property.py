@@ -114,8 +114,9 @@ def test_predict_featurizes_smiles_like_training_and_matches_keras(demo_export, 
     lines = captured.out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["CCO", "O=C([O-])c1ccccc1"]
     assert "kept the largest fragment (1 removed)" in captured.err
-    graphs, _, _ = molecules.featurize_smiles(smiles)
-    batch = {key: tf.constant(value) for key, value in molecules.union(graphs).items()}
+    graphs, names, _ = molecules.featurize_smiles(smiles)
+    info = json.loads((workdir / "saved_models" / "graph_property" / "1" / "assets" / "info.json").read_text())
+    batch = {key: tf.constant(value) for key, value in molecules.union(graphs, gp.graph_features(names, info)).items()}
     expected = np.asarray(model(batch, training=False))[:, 0]
     printed = [float(line.split(" = ")[1]) for line in lines]
     np.testing.assert_allclose(printed, expected, atol=1e-4)
@@ -148,7 +149,7 @@ def test_descriptors_feed_the_network_the_baseline_and_the_export(tmp_path, caps
     gp.predict(smiles, tmp_path / "saved_models" / "graph_property")
     printed = [float(line.split(" = ")[1]) for line in capsys.readouterr().out.strip().splitlines()]
     graphs, names, _ = molecules.featurize_smiles(smiles)
-    batch = molecules.union(graphs, molecules.descriptors(names)[0])
+    batch = molecules.union(graphs, gp.graph_features(names, info))  # descriptors, then the hybrid's fingerprints
     expected = np.asarray(model({key: tf.constant(value) for key, value in batch.items()}, training=False))[:, 0]
     np.testing.assert_allclose(printed, expected, atol=1e-4)
 
@@ -160,8 +161,8 @@ def test_ensemble_averages_members_trained_from_different_seeds(tmp_path, capsys
     (ensemble_run,) = [path for path in runs.iterdir() if "member" not in path.name]
     members = [keras.saving.load_model(runs / f"{ensemble_run.name}-member{index}" / "model.keras")
                for index in (1, 2)]
-    batch = {key: tf.constant(value)
-             for key, value in molecules.union(gp.load_data(config).sets["test"].graphs[:16]).items()}
+    test = gp.load_data(config).sets["test"]
+    batch = {key: tf.constant(value) for key, value in molecules.union(test.graphs[:16], test.features[:16]).items()}
     outputs = [np.asarray(member(batch, training=False)) for member in members]
     assert not np.allclose(outputs[0], outputs[1])  # seeds 0 and 1: two different networks
     np.testing.assert_allclose(np.asarray(model(batch, training=False)), (outputs[0] + outputs[1]) / 2, atol=1e-5)
@@ -190,7 +191,8 @@ def test_multi_task_classification_with_missing_labels(tmp_path):
     assert record["baseline"]["mean_predictor"]["roc_auc"] == pytest.approx(0.5)
     assert (run / "plots" / "roc.png").is_file()
     out = tf.saved_model.load(str(tmp_path / "saved_models" / "graph_property" / "1")).signatures["serving_default"](
-        **{key: tf.constant(value) for key, value in molecules.union(data.sets["test"].graphs[:3]).items()})
+        **{key: tf.constant(value)
+           for key, value in molecules.union(data.sets["test"].graphs[:3], data.sets["test"].features[:3]).items()})
     assert out["probabilities"].shape == (3, 2) and out["labels"].dtype == tf.int32
 
 
@@ -239,14 +241,18 @@ def test_esol_beats_the_mean_predictor_and_the_export_matches_keras(shared_data,
     assert metrics["r2"] > 0.8
     # The SavedModel, in a fresh process, on test SMILES featurized there: the same numbers.
     smiles = run_test_smiles(config)
-    graphs, _, _ = molecules.featurize_smiles(smiles)
-    expected = np.asarray(model({k: tf.constant(v) for k, v in molecules.union(graphs).items()}, training=False))
+    graphs, names, _ = molecules.featurize_smiles(smiles)
+    batch = molecules.union(graphs, gp.graph_features(names, info))
+    expected = np.asarray(model({k: tf.constant(v) for k, v in batch.items()}, training=False))
     script = (
-        "import sys, json, tensorflow as tf\n"
+        "import sys, json, pathlib, tensorflow as tf\n"
+        "from tasks import graph_property as gp\n"
         "from tasks.data import molecules\n"
-        "graphs, _, _ = molecules.featurize_smiles(json.loads(sys.argv[2]))\n"
+        "info = json.loads((pathlib.Path(sys.argv[1]) / 'assets' / 'info.json').read_text())\n"
+        "graphs, names, _ = molecules.featurize_smiles(json.loads(sys.argv[2]))\n"
         "signature = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = signature(**{k: tf.constant(v) for k, v in molecules.union(graphs).items()})\n"
+        "batch = molecules.union(graphs, gp.graph_features(names, info))\n"
+        "out = signature(**{k: tf.constant(v) for k, v in batch.items()})\n"
         "print(json.dumps(out['predictions'].numpy().tolist()))\n"
     )
     version = tmp_path / "saved_models" / "graph_property" / "1"
@@ -307,7 +313,7 @@ def test_mutag_with_descriptors_of_the_rebuilt_molecules_trains_exports_and_pred
     assert len(lines) == 188 and lines[0].startswith("graph 1\tP(MUTAG class = 1) = ")
     assert "graph 83: not a molecule to RDKit" in captured.err
     graph_set = molecules.read_tu(shared_data / "mutag")
-    batch = molecules.union(graph_set.graphs, molecules.descriptors(graph_set.molecules, info["descriptor_names"])[0])
+    batch = molecules.union(graph_set.graphs, gp.graph_features(graph_set.molecules, info, graph_set.graphs))
     logits = np.asarray(model({key: tf.constant(value) for key, value in batch.items()}, training=False))[:, 0]
     printed = [float(line.split(" = ")[-1]) for line in lines]
     np.testing.assert_allclose(printed, 1.0 / (1.0 + np.exp(-logits)), atol=1e-4)
