@@ -225,6 +225,7 @@ def fine_tune_accuracy(tree, weights, seed=0):
     return classification.evaluate(model, data, config)["accuracy"]
 
 
+@pytest.mark.slow  # its scratch control trains all of MobileNetV2: 28 s on idle cores, over 100 s on loaded ones
 def test_pretrained_backbone_beats_scratch_on_a_cifar10_slice(shared_data, tmp_path):
     """MobileNetV2 (alpha 0.35) at 96 px, 2 epochs on 50 images per class, tested on 20 per class.
 
