@@ -54,7 +54,7 @@ class BackboneConfig:
 
 def pretrained(config):
     """True when the config asks for a backbone with weights (so staged fine-tuning applies)."""
-    return getattr(config, "backbone", "none") != "none" and config.weights != "none"
+    return getattr(config, "backbone", "none") != "none" and getattr(config, "weights", "none") != "none"
 
 
 # === Weights ===
