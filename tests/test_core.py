@@ -14,6 +14,7 @@ from tasks.core import export
 from tasks.core import training
 from tasks.core.config import TrainConfig
 from tasks.core.config import option
+from tasks.core.errors import ExportCheckFailed
 from tasks.core.errors import UserError
 from tasks.core.runs import Run
 
@@ -205,6 +206,25 @@ def test_export_failing_its_check_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(export, "check", broken)
     with pytest.raises(RuntimeError):
+        export.write("toy", model, _endpoints(model), {}, export_dir=tmp_path)
+    assert list((tmp_path / "toy").iterdir()) == []
+
+
+def test_export_check_catches_a_saved_model_that_answers_differently(tmp_path, monkeypatch):
+    """The fresh-process reload comparison is live: a written variable that no longer matches the
+    model (one kernel moved by 0.01 after the SavedModel is written, 0.03 on the example's
+    outputs, against a tolerance of 1e-4) fails the export, and nothing is published."""
+    model = _tiny_model()
+    archive_class = type(keras.export.ExportArchive())  # the backend's subclass, made in __new__
+    write_out = archive_class.write_out
+
+    def write_then_perturb(self, *args, **kwargs):
+        write_out(self, *args, **kwargs)
+        kernel = model.get_layer("dense").kernel
+        kernel.assign(kernel + 0.01)
+
+    monkeypatch.setattr(archive_class, "write_out", write_then_perturb)
+    with pytest.raises(ExportCheckFailed, match="serving_default/y differs"):
         export.write("toy", model, _endpoints(model), {}, export_dir=tmp_path)
     assert list((tmp_path / "toy").iterdir()) == []
 
