@@ -145,16 +145,60 @@ def test_triangle_schedule():
     assert training.LearningRateCurve.from_config(curve.get_config()).warmup_steps == 23
 
 
-def test_lookahead_ends_on_the_slow_weights():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(0.1), "mse")
-    lookahead = training.Lookahead(0.9, total_steps=20, every=2)
-    x, y = np.ones((20, 3), "float32"), np.zeros((20, 1), "float32")
+LOOKAHEAD_STEPS, LOOKAHEAD_EVERY, LOOKAHEAD_DECAY, LOOKAHEAD_RATE = 20, 2, 0.9, 0.01
+
+
+def lookahead_reference(kernel, bias):
+    """Lookahead in numpy on the model of `assert_lookahead_averages`: y = sum(x) w + b, x = 1, target
+    0, plain SGD on the squared error; returns (kernel, bias) after the run and without the averaging."""
+    fast, plain = np.concatenate([kernel.ravel(), bias]).astype(np.float64), None
+    slow, plain = fast.copy(), fast.copy()
+    for step in range(1, LOOKAHEAD_STEPS + 1):
+        fast = fast - LOOKAHEAD_RATE * 2.0 * (fast[:3].sum() + fast[3])  # d(pred^2)/dw = 2 pred x
+        plain = plain - LOOKAHEAD_RATE * 2.0 * (plain[:3].sum() + plain[3])
+        if step % LOOKAHEAD_EVERY == 0:
+            decay = LOOKAHEAD_DECAY * min(step / LOOKAHEAD_STEPS, 1.0) ** 3
+            slow = decay * slow + (1.0 - decay) * fast
+            fast = slow.copy()
+    return slow, plain
+
+
+def assert_lookahead_averages():
+    """Trains a Dense(1) with `training.Lookahead` and checks it ends on the numpy reference."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, bias_initializer="ones")])
+    model.compile(keras.optimizers.SGD(LOOKAHEAD_RATE), "mse")
+    kernel, bias = (variable.numpy() for variable in model.trainable_variables)
+    lookahead = training.Lookahead(LOOKAHEAD_DECAY, total_steps=LOOKAHEAD_STEPS, every=LOOKAHEAD_EVERY)
+    x, y = np.ones((LOOKAHEAD_STEPS, 3), "float32"), np.zeros((LOOKAHEAD_STEPS, 1), "float32")
     model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[lookahead])
+    expected, plain = lookahead_reference(kernel, bias)
+    # The averaging moves the end point well beyond float round-off, so a run without it differs.
+    assert np.abs(expected - plain).max() > 1e-3
+    final = np.concatenate([variable.numpy().ravel() for variable in model.trainable_variables])
+    np.testing.assert_allclose(final, expected, atol=1e-5)
     for slow, fast in zip(lookahead.slow, model.trainable_variables):
         np.testing.assert_array_equal(slow.numpy(), fast.numpy())
+
+
+def test_lookahead_ends_on_the_slow_weights():
+    assert_lookahead_averages()
     with pytest.raises(UserError, match="lookahead"):
         training.Lookahead(1.0, total_steps=10)
+
+
+def _never_averages(self, decay):
+    for slow, fast in zip(self.slow, self.fast):
+        fast.assign(tf.cast(slow, fast.dtype))  # back to the slow weights, which never move
+
+
+@pytest.mark.parametrize("broken", [lambda self, decay: None, _never_averages], ids=["no_op", "never_averages"])
+def test_lookahead_guard_catches_a_lookahead_that_does_not_average(monkeypatch, broken):
+    """The reference check fails when the update is a no-op (plain SGD) or when the model is pulled
+    back to slow weights that are never averaged (training ends on the initial weights)."""
+    monkeypatch.setattr(training.Lookahead, "_update", broken)
+    with pytest.raises(AssertionError):
+        assert_lookahead_averages()
 
 
 def test_tta_views():
