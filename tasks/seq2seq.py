@@ -40,6 +40,7 @@ from tasks.core import export
 from tasks.core import plots
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
@@ -51,6 +52,8 @@ from tasks.data.tokenizers import UNKNOWN_ID
 from tasks.data.tokenizers import SentencePieceCodec
 from tasks.data.tokenizers import learn_sentencepiece
 
+KIND = "seq2seq"  # the applications registry kind(s) --model names
+
 # Logits of tokens a decoder must never write (padding, unknown, start).
 NEVER = -1e9
 # Test examples whose attention is drawn.
@@ -61,10 +64,7 @@ NUM_HEAT_MAPS = 3
 class Seq2SeqConfig(TrainConfig):
     """The fields both sequence-to-sequence tasks share (each task sets its own defaults)."""
 
-    model: str = option(
-        "transformer_seq2seq",
-        "An encoder-decoder of the applications registry: transformer_seq2seq, gru_attention, lstm_attention.",
-    )
+    model: str = model_option("transformer_seq2seq", KIND)
     vocabulary_size: int = option(
         8000, "SentencePiece vocabulary (each side, or shared); lowered to what the text supports.", minimum=16
     )
@@ -83,6 +83,9 @@ class Seq2SeqConfig(TrainConfig):
     beam_width: int = option(4, "Beam width of the beam evaluation (1: greedy only).", minimum=1, identity=False)
     length_penalty: float = option(0.6, "GNMT length-penalty exponent of beam search (0: off).", minimum=0.0, identity=False)
     test_limit: int = option(0, "Score the first N test pairs (0: all); baselines too.", minimum=0, identity=False)
+    train_limit: int = option(
+        0, "Learn tokenizers and train on the first N training pairs (0: all), before length filtering.", minimum=0
+    )
 
 
 @dataclasses.dataclass
@@ -258,6 +261,11 @@ def load_data(config, splits, saved=None):
             `evaluate`): its tokenizers are kept instead of learned again.
     """
     splits = complete_splits(splits, config)
+    if config.train_limit and config.train_limit < len(splits["train"]):
+        train = splits["train"]
+        splits["train"] = parallel.Pairs(
+            train.sources[: config.train_limit], train.targets[: config.train_limit], train.skipped
+        )
     info = learned_part(saved, ("shared_vocabulary", "source_tokenizer", "target_tokenizer")) or learn_tokenizers(config, splits["train"])
     _CODECS.clear()  # fresh tokenizer ops for a fresh run (an exported model may hold the old ones)
     source_codec, target_codec = codecs(info)
@@ -326,7 +334,7 @@ def report_filters(filtered):
 
 def build_model(config, info):
     """A registry encoder–decoder, compiled with masked token cross-entropy and the config's optimizer."""
-    builder = training.model_builder(config.model, needs="target_vocabulary_size", kind="an encoder-decoder")
+    builder = training.model_builder(config.model, KIND)
     wanted = training.flag_arguments(
         config, builder, ("num_layers", "embed_dim", "num_heads", "intermediate_dim", "units"),
         passed={"dropout_rate": config.dropout_rate, "max_source_length": info["max_source_length"],
