@@ -126,8 +126,8 @@ def test_load_data_states_truncation_and_refuses_empty_lines(tmp_path, capsys):
     data = st.load_data(st.Config(data=str(tmp_path / "mr"), sequence_length=8, test_fraction=0.2, verbose=1))
     truncated = data.info["truncated"]
     assert sum(truncated.values()) == 1 and data.train_ids.shape[1] == 8
-    if truncated["train"]:
-        assert "truncated to their first 8 tokens" in capsys.readouterr().out
+    # The note names training sentences only: it is printed exactly when the long one landed in train.
+    assert ("truncated to their first 8 tokens" in capsys.readouterr().out) == bool(truncated["train"])
     write(tmp_path / "gaps" / "rt.pos", "good\n\nfun\n" * 5)
     write(tmp_path / "gaps" / "rt.neg", "bad\n" * 10)
     with pytest.raises(UserError, match=r"rt.pos line 2: empty text"):
@@ -285,7 +285,7 @@ def test_masked_lm_pretraining_moves_the_classifiers_encoder(tmp_path):
     (callback,) = st.callbacks(config, data, Run.for_config("sentiment", config).start(config))
     callback.set_model(model)
     callback.on_train_begin()
-    assert callback.history["loss"][0] > 0 and (tmp_path / "runs").rglob("pretraining.csv")
+    assert callback.history["loss"][0] > 0 and any((tmp_path / "runs").rglob("pretraining.csv"))
     assert any(not np.array_equal(old, np.array(new)) for old, new in zip(before, encoder.weights))
 
 
@@ -335,35 +335,42 @@ MR_RECIPES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(MR_RECIPES))
-def test_mr_polarity_fold_beats_the_majority_and_meets_its_margin_to_tfidf(name, shared_data, tmp_path):
-    recipe, margin = MR_RECIPES[name]
+@pytest.fixture(scope="module", params=sorted(MR_RECIPES))
+def mr_run(request, shared_data, tmp_path_factory):
+    """One training run of a recipe on fold 0 of MR polarity, and its export."""
+    recipe, margin = MR_RECIPES[request.param]
+    workdir = tmp_path_factory.mktemp(f"mr_{request.param}")
     config = st.Config(
         data=str(shared_data / "mr_polarity"), encoding="latin-1", folds=10, fold=0, epochs=3, sequence_length=56,
-        runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=2, **recipe,
+        runs_dir=str(workdir / "runs"), export_dir=str(workdir / "saved_models"), verbose=2, **recipe,
     )
     model = st.train(config)
-    (run,) = (tmp_path / "runs" / "sentiment").iterdir()
+    (run,) = (workdir / "runs" / "sentiment").iterdir()
+    return workdir, config, model, run, margin
+
+
+@pytest.mark.slow  # one MR fold training of the recipe (45-60 s on two loaded cores)
+def test_mr_polarity_fold_meets_its_margin_to_tfidf_and_untrained_does_not(mr_run):
+    """Bar: accuracy > max(majority + 0.2, TF-IDF + the recipe's margin) on the 1,067 test sentences of fold 0."""
+    _, config, _, run, margin = mr_run
     record = json.loads((run / "metrics.json").read_text())
     info = json.loads((run / "info.json").read_text())
     assert info["num_train"] + info["num_validation"] == 9595 and info["num_test"] == 1067  # fold 0 of 10,662
     accuracy, tfidf = record["metrics"]["accuracy"], record["baseline"]["accuracy"]
     assert record["baseline"]["majority"]["accuracy"] == pytest.approx(0.5, abs=0.01)
-    assert accuracy > record["baseline"]["majority"]["accuracy"] + 0.2
-    assert accuracy > tfidf + margin
-    # The export reloaded in a fresh process gives the Keras model's probabilities.
+    bar = max(record["baseline"]["majority"]["accuracy"] + 0.2, tfidf + margin)
+    data = st.load_data(config)
+    untrained = st.evaluate(st.build_model(config, data.info), data, config)["accuracy"]
+    assert accuracy > bar > untrained, (accuracy, bar, untrained)
+
+
+@pytest.mark.slow  # shares the MR fold training of the test above
+def test_mr_polarity_export_gives_the_keras_probabilities(mr_run):
+    _, _, model, run, _ = mr_run
+    info = json.loads((run / "info.json").read_text())
     sentences = ["a gripping , beautifully acted film", "a tedious , predictable mess", "", "dull " * 80]
     ids, _ = st.Tokenizer(info)(tf.constant(sentences))
     expected = tf.nn.softmax(model(ids, training=False)).numpy()
-    script = (
-        "import sys, json, tensorflow as tf\n"
-        "classify = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = classify(sentences=tf.constant(json.loads(sys.argv[2])))\n"
-        "print(json.dumps(out['probabilities'].numpy().tolist()))\n"
-    )
-    version = tmp_path / "saved_models" / "sentiment" / "1"
-    result = subprocess.run([sys.executable, "-c", script, str(version), json.dumps(sentences)], capture_output=True,
-                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, check=True)
-    np.testing.assert_allclose(np.array(json.loads(result.stdout.strip().splitlines()[-1])), expected, atol=1e-5)
+    _, classify, _ = st.load_exported(run.parents[2] / "saved_models" / "sentiment")
+    np.testing.assert_allclose(classify(sentences=tf.constant(sentences))["probabilities"].numpy(), expected, atol=1e-5)
     assert keras.saving.load_model(run / "model.keras").count_params() == model.count_params()
