@@ -8,10 +8,11 @@ No file I/O, no datasets, no CLI. Every builder is registered by its own name:
 
 from applications.registry import arguments
 from applications.registry import get
+from applications.registry import kind_of
 from applications.registry import names
 from applications.registry import register
 
-__all__ = ["arguments", "get", "names", "register"]
+__all__ = ["arguments", "get", "kind_of", "names", "register"]
 
 # Family modules register their builders on import.
 from applications import alexnet  # noqa: E402,F401

@@ -171,7 +171,7 @@ def conv_group(x, filters, name):
     return layers.Activation("gelu", name=f"{name}_gelu2")(x)
 
 
-@register
+@register(kind="classifier")
 def airbench(
     input_shape=(32, 32, 3),
     num_classes=10,

@@ -34,7 +34,7 @@ def dense_relu(x, units, name):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-@register
+@register(kind="classifier")
 def alexnet(
     input_shape=(32, 32, 3),
     num_classes=10,

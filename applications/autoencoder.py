@@ -39,7 +39,7 @@ def _window_input(window_length):
     return windows, layers.Reshape((window_length, 1), name="add_channel")(windows)  # (B, W, 1)
 
 
-@register
+@register(kind="series")
 def conv_autoencoder(window_length=64, filters=32, latent_dim=16, dropout_rate=0.0, name="conv_autoencoder"):
     """A Conv1D autoencoder: (B, W) windows → (B, W) reconstructions.
 
@@ -70,7 +70,7 @@ def conv_autoencoder(window_length=64, filters=32, latent_dim=16, dropout_rate=0
     return keras.Model(windows, outputs, name=name)
 
 
-@register
+@register(kind="series")
 def lstm_autoencoder(window_length=64, units=32, dropout_rate=0.0, name="lstm_autoencoder"):
     """An LSTM encoder-decoder autoencoder: (B, W) windows → (B, W) reconstructions.
 
@@ -90,7 +90,7 @@ def lstm_autoencoder(window_length=64, units=32, dropout_rate=0.0, name="lstm_au
     return keras.Model(windows, outputs, name=name)
 
 
-@register
+@register(kind="series")
 def conv_forecaster(window_length=64, horizon=1, filters=32, num_blocks=4, dropout_rate=0.0, name="conv_forecaster"):
     """A causal dilated Conv1D forecaster: (B, W) past values → (B, horizon) next values.
 

@@ -150,7 +150,7 @@ def masked_lm(model, max_predictions, name="bert_masked_lm"):
     return keras.Model([tokens, positions], logits, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def bert_tiny(vocabulary_size, sequence_length, num_classes=2, num_layers=2, embed_dim=128, num_heads=2,
               dropout_rate=0.1, classifier_activation=None, name="bert_tiny"):
     """BERT-Tiny's size: 2 blocks of width 128, 2 heads, feed-forward 512.
@@ -170,7 +170,7 @@ def bert_tiny(vocabulary_size, sequence_length, num_classes=2, num_layers=2, emb
                           dropout_rate=dropout_rate, classifier_activation=classifier_activation, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def bert_mini(vocabulary_size, sequence_length, num_classes=2, num_layers=4, embed_dim=256, num_heads=4,
               dropout_rate=0.1, classifier_activation=None, name="bert_mini"):
     """BERT-Mini's size: 4 blocks of width 256, 4 heads, feed-forward 1024.

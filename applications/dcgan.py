@@ -312,7 +312,7 @@ def build_gan(input_shape, num_classes, latent_dim, width, name, projection=True
     return model
 
 
-@register
+@register(kind="generator")
 def dcgan(input_shape=(28, 28, 1), latent_dim=100, width=64, name="dcgan"):
     """An unconditional DCGAN.
 
@@ -326,7 +326,7 @@ def dcgan(input_shape=(28, 28, 1), latent_dim=100, width=64, name="dcgan"):
     return build_gan(input_shape, 0, latent_dim, width, name)
 
 
-@register
+@register(kind="generator")
 def conditional_dcgan(input_shape=(28, 28, 1), num_classes=10, latent_dim=100, width=64, projection=True,
                       name="conditional_dcgan"):
     """A class-conditional DCGAN (AC-GAN): sample(latent, class id), a discriminator with a class head.
@@ -346,7 +346,7 @@ def conditional_dcgan(input_shape=(28, 28, 1), num_classes=10, latent_dim=100, w
     return build_gan(input_shape, num_classes, latent_dim, width, name, projection)
 
 
-@register
+@register(kind="classifier")
 def dcgan_classifier(input_shape=(28, 28, 1), num_classes=10, classifier_activation="softmax", dropout_rate=0.0,
                      name="dcgan_classifier", width=64):
     """The DCGAN discriminator's stack as an image classifier: fast, for small images.

@@ -103,7 +103,7 @@ def DenseNet(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="classifier")
 def densenet40(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -141,7 +141,7 @@ def densenet40(
     )
 
 
-@register
+@register(kind="classifier")
 def densenet_bc100(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -179,7 +179,7 @@ def densenet_bc100(
     )
 
 
-@register
+@register(kind="classifier")
 def densenet121(
     input_shape=(32, 32, 3),
     num_classes=10,

@@ -28,7 +28,7 @@ from applications.registry import register
 PADDED_LOGIT = -1e4
 
 
-@register
+@register(kind="extractive")
 def extractive_summarizer(
     vocabulary_size,
     max_sentences=50,

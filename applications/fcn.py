@@ -85,17 +85,17 @@ def _builder_docstring(variant, skips):
     """
 
 
-@register
+@register(kind="segmenter")
 def fcn32s(input_shape=(224, 224, 3), num_classes=21, backbone="vgg16", head_filters=256, name="fcn32s"):
     return FCN(32, input_shape, num_classes, backbone, head_filters, name)
 
 
-@register
+@register(kind="segmenter")
 def fcn16s(input_shape=(224, 224, 3), num_classes=21, backbone="vgg16", head_filters=256, name="fcn16s"):
     return FCN(16, input_shape, num_classes, backbone, head_filters, name)
 
 
-@register
+@register(kind="segmenter")
 def fcn8s(input_shape=(224, 224, 3), num_classes=21, backbone="vgg16", head_filters=256, name="fcn8s"):
     return FCN(8, input_shape, num_classes, backbone, head_filters, name)
 

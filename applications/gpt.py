@@ -207,7 +207,7 @@ def GPT(
     return keras.Model(tokens, logits, name=name)
 
 
-@register
+@register(kind="language_model")
 def gpt(vocabulary_size, sequence_length, num_layers=4, embed_dim=128, num_heads=4, dropout_rate=0.1,
         positions="learned", name="gpt"):
     """A small GPT (4 blocks of width 128, 4 heads: 0.8M parameters + the embeddings)."""
@@ -215,7 +215,7 @@ def gpt(vocabulary_size, sequence_length, num_layers=4, embed_dim=128, num_heads
                dropout_rate=dropout_rate, positions=positions, name=name)
 
 
-@register
+@register(kind="language_model")
 def gpt_mini(vocabulary_size, sequence_length, num_layers=6, embed_dim=256, num_heads=8, dropout_rate=0.1,
              positions="learned", name="gpt_mini"):
     """A mid-size GPT (6 blocks of width 256, 8 heads: 4.7M parameters + the embeddings)."""

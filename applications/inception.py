@@ -102,7 +102,7 @@ def InceptionV1(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="classifier")
 def inception_v1(
     input_shape=(32, 32, 3),
     num_classes=10,

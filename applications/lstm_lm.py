@@ -41,7 +41,7 @@ def LSTMLanguageModel(vocabulary_size, num_layers, embed_dim, units, dropout_rat
     return keras.Model(tokens, logits, name=name)
 
 
-@register
+@register(kind="language_model")
 def lstm_lm(vocabulary_size, sequence_length, num_layers=2, embed_dim=128, units=512, dropout_rate=0.1,
             name="lstm_lm"):
     """Two LSTM layers of 512 units (char-rnn's size). `sequence_length` is the training window only."""

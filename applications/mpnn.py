@@ -337,7 +337,7 @@ def _head(x, num_outputs, units, dropout_rate, output_scale, output_offset, name
     return x
 
 
-@register
+@register(kind="graph")
 def mpnn(num_node_features, num_edge_features, num_outputs=1, units=64, num_steps=3, readout="set2set",
          readout_steps=3, dropout_rate=0.0, output_scale=None, output_offset=None, graph_feature_stats=None,
          name="mpnn"):
@@ -378,7 +378,7 @@ def mpnn(num_node_features, num_edge_features, num_outputs=1, units=64, num_step
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="graph")
 def gin(num_node_features, num_edge_features, num_outputs=1, units=64, num_layers=5, dropout_rate=0.5,
         use_edge_features=True, learn_epsilon=False, output_scale=None, output_offset=None, graph_feature_stats=None,
         name="gin"):
@@ -422,7 +422,7 @@ def gin(num_node_features, num_edge_features, num_outputs=1, units=64, num_layer
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="graph")
 def gcn(num_node_features, num_edge_features, num_outputs=1, units=64, num_layers=3, dropout_rate=0.0,
         output_scale=None, output_offset=None, graph_feature_stats=None, name="gcn"):
     """GCN (Kipf & Welling): symmetric-normalized propagation, mean readout. Ignores edge features.

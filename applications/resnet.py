@@ -184,7 +184,7 @@ def cifar_depths(depth):
     return ((depth - 2) // 6,) * 3
 
 
-@register
+@register(kind="classifier")
 def resnet20(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -221,7 +221,7 @@ def resnet20(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet56(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -258,7 +258,7 @@ def resnet56(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet20_v2(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -295,7 +295,7 @@ def resnet20_v2(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet56_v2(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -332,7 +332,7 @@ def resnet56_v2(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet18(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -369,7 +369,7 @@ def resnet18(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet34(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -406,7 +406,7 @@ def resnet34(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet50(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -443,7 +443,7 @@ def resnet50(
     )
 
 
-@register
+@register(kind="classifier")
 def resnet50_v2(
     input_shape=(32, 32, 3),
     num_classes=10,

@@ -274,7 +274,7 @@ class HeadLoss(keras.losses.Loss):
         }
 
 
-@register
+@register(kind="detector")
 def faster_rcnn(
     input_shape=(320, 320, 3),
     num_classes=20,

@@ -98,14 +98,14 @@ def rnn_attention(
     return keras.Model({"source": source_input, "target_in": target_input}, logits, name=name)
 
 
-@register
+@register(kind="seq2seq")
 def gru_attention(source_vocabulary_size, target_vocabulary_size, embed_dim=128, units=256, dropout_rate=0.1,
                   name="gru_attention"):
     """GRU encoder–decoder with additive attention (see `rnn_attention`)."""
     return rnn_attention(source_vocabulary_size, target_vocabulary_size, "gru", embed_dim, units, dropout_rate, name)
 
 
-@register
+@register(kind="seq2seq")
 def lstm_attention(source_vocabulary_size, target_vocabulary_size, embed_dim=128, units=256, dropout_rate=0.1,
                    name="lstm_attention"):
     """LSTM encoder–decoder with additive attention (see `rnn_attention`)."""

@@ -269,7 +269,7 @@ def RecurrentAttentionClassifier(
     return keras.Model(tokens, outputs, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def text_cnn(vocabulary_size, sequence_length, num_classes=2, embed_dim=300, num_filters=100, dropout_rate=0.5,
              classifier_activation=None, name="text_cnn"):
     """CNN-rand of Kim (2014): widths 3, 4, 5 with 100 maps each, dropout 0.5, max-norm 3.
@@ -288,7 +288,7 @@ def text_cnn(vocabulary_size, sequence_length, num_classes=2, embed_dim=300, num
                    dropout_rate=dropout_rate, classifier_activation=classifier_activation, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def bilstm_attention(vocabulary_size, sequence_length, num_classes=2, embed_dim=128, units=64, num_layers=1,
                      dropout_rate=0.3, classifier_activation=None, name="bilstm_attention"):
     """A bidirectional LSTM (64 units each way) with attention pooling.
@@ -309,7 +309,7 @@ def bilstm_attention(vocabulary_size, sequence_length, num_classes=2, embed_dim=
                                         classifier_activation=classifier_activation, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def bigru_attention(vocabulary_size, sequence_length, num_classes=2, embed_dim=128, units=64, num_layers=1,
                     dropout_rate=0.3, classifier_activation=None, name="bigru_attention"):
     """A bidirectional GRU (64 units each way) with attention pooling.
@@ -330,7 +330,7 @@ def bigru_attention(vocabulary_size, sequence_length, num_classes=2, embed_dim=1
                                         classifier_activation=classifier_activation, name=name)
 
 
-@register
+@register(kind="sentence_classifier")
 def nb_ngrams(vocabulary_size, sequence_length=None, num_classes=2, l2=0.0, dropout_rate=0.0,
               classifier_activation=None, name="nb_ngrams"):
     """NB-weighted logistic regression on a binary bag of n-gram ids (NBSVM's LR form).

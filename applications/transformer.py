@@ -71,7 +71,7 @@ def decoder_block(x, memory, mask, num_heads, intermediate_dim, dropout_rate, na
     return feed_forward(x, intermediate_dim, dropout_rate, name), scores
 
 
-@register
+@register(kind="seq2seq")
 def transformer_seq2seq(
     source_vocabulary_size,
     target_vocabulary_size,

@@ -59,7 +59,7 @@ def backbone_encoder(backbone, input_shape, depth):
     return inputs, features[2**depth], skips
 
 
-@register
+@register(kind="segmenter")
 def unet(
     input_shape=(256, 256, 1),
     num_classes=2,

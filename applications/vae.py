@@ -143,7 +143,7 @@ class VAE(keras.Model):
         return cls(**config)
 
 
-@register
+@register(kind="generator")
 def vae(input_shape=(28, 28, 1), latent_dim=16, width=32, name="vae"):
     """A convolutional VAE with a Bernoulli decoder.
 

@@ -60,7 +60,7 @@ def VGG(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="classifier")
 def vgg11(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -88,7 +88,7 @@ def vgg11(
     return VGG(VGG11_STAGES, input_shape, num_classes, classifier_activation, dropout_rate, name)
 
 
-@register
+@register(kind="classifier")
 def vgg16(
     input_shape=(32, 32, 3),
     num_classes=10,

@@ -126,7 +126,7 @@ def Xception(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="classifier")
 def xception(
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -166,7 +166,7 @@ def xception(
     )
 
 
-@register
+@register(kind="classifier")
 def mini_xception(
     input_shape=(32, 32, 3),
     num_classes=10,

@@ -234,7 +234,7 @@ def _max_or_zero(iou):
 # === Builders ===
 
 
-@register
+@register(kind="classifier")
 def darknet_tiny(
     input_shape=(224, 224, 3),
     num_classes=1000,
@@ -273,7 +273,7 @@ def darknet_tiny(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register
+@register(kind="detector")
 def yolo_v2(
     input_shape=(320, 320, 3),
     num_classes=20,

@@ -65,11 +65,14 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import write_atomic
 from tasks.data import series as series_readers
 from tasks.metrics import nab
+
+KIND = "series"  # the applications registry kind(s) --model names
 
 CLIP = 20.0  # normalized values are clipped to +-CLIP standard deviations (of the probationary period)
 CHUNK = 4096  # windows per network call when scoring a long series
@@ -82,10 +85,7 @@ FUSIONS = ("mean", "max")  # row-wise rules combining the detectors' scores (`fu
 class Config(TrainConfig):
     epochs: int = option(10, "Passes over the training windows.", minimum=1)
     batch_size: int = option(64, "Global batch size of training windows.", minimum=1)
-    model: str = option(
-        "conv_forecaster",
-        "A series network of the applications registry: conv_forecaster, conv_autoencoder, lstm_autoencoder.",
-    )
+    model: str = model_option("conv_forecaster", KIND)
     labels: str = option("", "A windows JSON (NAB combined_windows.json format); default: labels/ of a NAB folder.")
     files: str = option("", "Comma-separated keys or globs of the series to use, e.g. 'realKnownCause/*'.")
     window_length: int = option(64, "Rows per input window.", minimum=2)
@@ -235,7 +235,7 @@ def load_data(config):
 
 def build_model(config, info):
     """A registry series network, compiled with mean squared error and the config's optimizer."""
-    builder = training.model_builder(config.model, needs="window_length", kind="a series network")
+    builder = training.model_builder(config.model, KIND)
     wanted = training.flag_arguments(config, builder, ("filters", "units"), passed={"horizon": config.horizon})
     model = training.build_network(builder, config, window_length=info["window_length"],
                                    dropout_rate=config.dropout_rate, **wanted)

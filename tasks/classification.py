@@ -39,16 +39,17 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.data import images as image_readers
 
+KIND = "classifier"  # the applications registry kind(s) --model names
+
 
 @dataclasses.dataclass
 class Config(TrainConfig, augment.AugmentConfig, finetune.BackboneConfig):
-    model: str = option(
-        "resnet20", "A key of the applications registry (see applications.names()); unused with --backbone."
-    )
+    model: str = model_option("resnet20", KIND, " (unused with --backbone)")
     image_size: int = option(0, "Resize images to this side (0: the data's own size).", minimum=0)
     channels: int = option(0, "Image channels, 1 or 3 (0: from the data).", choices=[0, 1, 3])
     test_fraction: float = option(
@@ -284,7 +285,7 @@ def build_model(config, info):
     if config.backbone != "none":
         model = finetune.image_classifier(config, shape, info["num_classes"], dropout_rate=config.dropout_rate)
     else:
-        builder = training.model_builder(config.model)
+        builder = training.model_builder(config.model, KIND)
         inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
         x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
         extra = {}

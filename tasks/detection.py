@@ -44,10 +44,13 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.data import boxes as box_readers
 from tasks.metrics import detection as detection_metrics
+
+KIND = "detector"  # the applications registry kind(s) --model names
 
 FILL = box_readers.FILL
 DEMO_SIZE = 128  # the demo scenes' side: --image-size 0 uses it for demo, DEFAULT_SIZE otherwise
@@ -66,7 +69,7 @@ class Config(TrainConfig):
     learning_rate: float = option(2e-3, "Peak learning rate.", minimum=0.0)
     weight_decay: float = option(5e-4, "Decoupled weight decay (0: off).", minimum=0.0)
     warmup_epochs: float = option(1.0, "Linear warmup before the schedule.", minimum=0.0)
-    model: str = option("yolo_v2", "A detection builder of the applications registry: yolo_v2 or faster_rcnn.")
+    model: str = model_option("yolo_v2", KIND)
     backbone: str = option("darknet_tiny", "A registry classifier as the feature extractor (darknet_tiny, resnet18, vgg11, ...).")
     image_size: int = option(
         0, f"Network input side; images are letterboxed to it (0: {DEMO_SIZE} for demo, {DEFAULT_SIZE} otherwise).",
@@ -103,14 +106,7 @@ def input_size(config):
 
 def family(model_name):
     """The applications module of a detection builder (it provides `losses` and `detections`)."""
-    builder = training.model_builder(model_name)
-    module = sys.modules[builder.__module__]
-    if not hasattr(module, "detections") or builder is yolo_family.darknet_tiny:
-        raise UserError(
-            f"--model {model_name} is not a detection network; use yolo_v2 or faster_rcnn "
-            "(a classifier can be their --backbone)."
-        )
-    return module
+    return sys.modules[training.model_builder(model_name, KIND).__module__]
 
 
 def letterbox(images, size):
@@ -263,6 +259,7 @@ def load_data(config):
 def build_model(config, info):
     """Normalization + a registry detection network on a registry backbone, compiled with its head's losses."""
     head = family(config.model)
+    training.model_builder(config.backbone, "classifier", role="--backbone")
     size = info["image_size"]
     arguments = {"backbone": config.backbone, "stride": config.stride}
     if head is yolo_family:

@@ -38,6 +38,8 @@ from tasks.core.errors import UserError
 from tasks.core.runs import Run
 from tasks.core.runs import write_atomic
 
+KIND = "extractive"  # the applications registry kind(s) --model names
+
 KIND = "extractive"
 SEPARATOR = "\x1e"  # ASCII record separator: never in news text
 CANDIDATE_K = range(1, 16)
@@ -275,7 +277,7 @@ def load_data(config, splits):
 
 def build_model(config, info):
     """`extractive_summarizer`, compiled with the per-sentence loss and the config's optimizer."""
-    builder = training.model_builder(config.model)
+    builder = training.model_builder(config.model, KIND)
     wanted = training.flag_arguments(config, builder,
                                      ("num_layers", "num_heads", "intermediate_dim", "embed_dim", "units"))
     model = training.build_network(builder, config, info["hash_buckets"], info["max_sentences"],

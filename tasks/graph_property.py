@@ -41,11 +41,13 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.data import molecules
 
-GRAPH_MODELS = ("mpnn", "gin", "gcn")
+KIND = "graph"  # the applications registry kind(s) --model names
+
 FINGERPRINT_BITS = 2048
 FINGERPRINT_RADIUS = 2
 PREDICT_BATCH = 256  # molecules per signature call in `predict`
@@ -64,7 +66,7 @@ class Config(TrainConfig):
     # (PACK: inputs of different shapes), so only ONNX is offered beside the SavedModel.
     export_format: str = option("saved_model", "Extra export format written beside the SavedModel.",
                                 choices=["saved_model", "onnx"], identity=False, aliases=("--format",))
-    model: str = option("mpnn", "A graph builder of the applications registry: mpnn, gin, gcn.")
+    model: str = model_option("mpnn", KIND)
     targets: str = option("", "Target column(s) of a SMILES CSV, comma-separated (default: the one non-SMILES column).")
     smiles_column: str = option("", "The SMILES column of a CSV (default: the one named smiles).")
     task_type: str = option("auto", "Regression or classification (auto: 0/1 targets classify).",
@@ -318,9 +320,7 @@ def builder_arguments(config, builder, info):
 
 def build_model(config, info):
     """A registry graph network, compiled with the masked loss and the config's optimizer."""
-    builder = training.model_builder(config.model)
-    if config.model not in GRAPH_MODELS:
-        raise UserError(f"--model {config.model} is not a graph network; use one of {', '.join(GRAPH_MODELS)}.")
+    builder = training.model_builder(config.model, KIND)
     model = training.build_network(builder, config, info["num_node_features"], info["num_edge_features"],
                                    info["num_outputs"], **builder_arguments(config, builder, info))
     if info.get("linear_head"):

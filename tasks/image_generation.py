@@ -38,7 +38,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-import applications
 from tasks import classification
 from tasks.core import cli
 from tasks.core import data as data_lib
@@ -47,13 +46,15 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import Run
 from tasks.data import images as image_readers
 from tasks.metrics import generation as generation_metrics
 
-MODELS = ("conditional_dcgan", "dcgan", "vae")
+KIND = "generator"  # the applications registry kind(s) --model names
+
 MAX_NUM_IMAGES = 1024  # per call of the `sample` signature and of `predict`
 MIN_TRAIN_IMAGES = 2
 MAX_EVAL_SAMPLES = 10_000
@@ -63,7 +64,7 @@ INTERPOLATION_STEPS = 10
 
 @dataclasses.dataclass
 class Config(TrainConfig):
-    model: str = option("conditional_dcgan", "A generative model of the applications registry.", choices=list(MODELS))
+    model: str = model_option("conditional_dcgan", KIND)
     latent_dim: int = option(0, "Latent size (0: the builder's default: GAN 100, VAE 16).", minimum=0)
     width: int = option(0, "Filters at full resolution, doubled per stride-2 step (0: the builder's default).", minimum=0)
     optimizer: str = option("adam", "A Keras optimizer by name (one per network for the GAN).",
@@ -110,7 +111,7 @@ class GenerationData(data_lib.Data):
 
 def load_data(config):
     """Train / validation / test datasets of (pixels float32 [0, 255], class id) and the facts."""
-    builder = applications.get(config.model)
+    builder = training.model_builder(config.model, KIND)
     found = classification.read_source(config)
     class_names = list(found.class_names)
     train_x, train_y = found.splits["train"]
@@ -192,7 +193,7 @@ def make_dataset(x, y, config, training_split=False):
 
 def build_model(config, info):
     """A registry GAN or VAE, compiled with the config's optimizer(s) and schedule."""
-    builder = applications.get(config.model)
+    builder = training.model_builder(config.model, KIND)
     kwargs = {"input_shape": tuple(info["image_shape"]), "latent_dim": info["latent_dim"], "width": info["width"]}
     if config.model == "conditional_dcgan":
         kwargs["num_classes"] = info["num_classes"]

@@ -36,10 +36,13 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.data import masks as mask_readers
 from tasks.metrics import segmentation as segmentation_metrics
+
+KIND = "segmenter"  # the applications registry kind(s) --model names
 
 IGNORE = mask_readers.IGNORE  # void pixels in every mask: no loss, no metric
 TILE_OVERLAP = 0.25  # share of the crop that neighbouring sliding-window tiles overlap
@@ -52,7 +55,7 @@ BUILDER_ARGUMENTS = ("width", "depth", "backbone")
 class Config(TrainConfig):
     batch_size: int = option(16, "Global batch size of training crops.", minimum=1)
     learning_rate: float = option(3e-3, "Peak learning rate.", minimum=0.0)
-    model: str = option("unet", "A segmentation builder of the applications registry: unet, fcn8s, fcn16s, fcn32s.")
+    model: str = model_option("unet", KIND)
     backbone: str = option("", "A registry classifier as the encoder (fcn*: default vgg16; unet: its own).")
     width: int = option(16, "U-Net filters at the first level (doubled per level).", minimum=1)
     depth: int = option(4, "U-Net levels (crops must be multiples of 2^depth).", minimum=1)
@@ -408,6 +411,8 @@ class SegmentationLoss(keras.losses.Loss):
 def builder_arguments(config, builder):
     """--width/--depth/--backbone for the builders that take them; --backbone elsewhere is an error."""
     accepted = applications.arguments(builder)
+    if config.backbone:
+        training.model_builder(config.backbone, "classifier", role="--backbone")
     if config.backbone and "backbone" not in accepted:
         raise UserError(f"--backbone: --model {config.model} takes no backbone; use fcn8s, fcn16s, fcn32s or unet.")
     return {
@@ -419,17 +424,12 @@ def builder_arguments(config, builder):
 
 def build_model(config, info):
     """Normalization + a registry segmentation network, compiled with the config's loss and optimizer."""
-    builder = training.model_builder(config.model)
+    builder = training.model_builder(config.model, KIND)
     shape = (info["crop_size"], info["crop_size"], info["channels"])
     inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
     x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
     network = training.build_network(builder, config, input_shape=shape, num_classes=info["num_classes"],
                                      **builder_arguments(config, builder))
-    if len(network.output_shape) != 4:
-        raise UserError(
-            f"--model {config.model} is an image classifier, not a segmentation network; "
-            "use unet, fcn8s, fcn16s or fcn32s (a classifier can be their --backbone)."
-        )
     model = keras.Model(inputs, network(x), name=f"{config.model}_segmenter")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(

@@ -60,12 +60,14 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
 from tasks.data import text as text_readers
 
-CLASSIFIER_MODULES = ("applications.text_classifiers", "applications.bert")
+KIND = "sentence_classifier"  # the applications registry kind(s) --model names
+
 RESERVED_TOKENS = ["[PAD]", "[UNK]", "[MASK]"]  # ids 0, 1, 2 for every tokenizer
 WORD_NGRAMS = (1, 2, 3)  # the `ngrams` tokenizer's widths, in words
 CHAR_NGRAMS = (3, 4, 5, 6)  # and in characters (spaces included)
@@ -80,10 +82,7 @@ BUILDER_DEFAULT = -1.0
 @dataclasses.dataclass
 class Config(TrainConfig):
     epochs: int = option(5, "Passes over the training split.", minimum=1)
-    model: str = option(
-        "text_cnn", "A sentence classifier of the registry: text_cnn, bilstm_attention, bigru_attention, bert_tiny, "
-        "bert_mini, nb_ngrams (with --tokenizer ngrams)."
-    )
+    model: str = model_option("text_cnn", KIND, " (nb_ngrams with --tokenizer ngrams)")
     tokenizer: str = option(
         "word", "Tokens: words (TextVectorization), WordPiece subwords, or a bag of word 1-3- and character 3-6-grams.",
         choices=["word", "wordpiece", "ngrams"],
@@ -391,10 +390,7 @@ def load_data(config, saved=None):
 
 def check_model(config):
     """The registry builder of `--model`, or a `UserError` if it is no sentence classifier or the flags do not fit."""
-    builder = training.model_builder(config.model)
-    if builder.__module__ not in CLASSIFIER_MODULES:
-        raise UserError(f"--model {config.model} is not a sentence classifier; use text_cnn, bilstm_attention, "
-                        "bigru_attention, bert_tiny, bert_mini or nb_ngrams.")
+    builder = training.model_builder(config.model, KIND)
     if config.pretrain_epochs and builder.__module__ != "applications.bert":
         raise UserError(f"--pretrain-epochs applies to the BERT models (bert_tiny, bert_mini), not --model {config.model}.")
     if 0 < config.vocabulary_size < MIN_VOCABULARY:

@@ -45,10 +45,13 @@ from tasks import seq2seq
 from tasks.core import cli
 from tasks.core import export
 from tasks.core import runner
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.data import parallel
 from tasks.metrics import text as text_metrics
+
+KIND = ("extractive", "seq2seq")  # the applications registry kind(s) --model names
 
 OUTPUT = "summary"
 LEAD_SENTENCES = 3
@@ -56,10 +59,8 @@ LEAD_SENTENCES = 3
 
 @dataclasses.dataclass
 class Config(seq2seq.Seq2SeqConfig):
-    model: str = option(
-        "extractive_summarizer",
-        "extractive_summarizer (scores the document's sentences), or an encoder-decoder: transformer_seq2seq, "
-        "gru_attention, lstm_attention.",
+    model: str = model_option(
+        "extractive_summarizer", KIND, " (the extractive one scores the document's sentences)"
     )
     document_column: str = option("", "CSV column / JSON key of the documents, or TFDS feature (empty: detect "
                                       "document, article, text...).")

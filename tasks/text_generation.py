@@ -43,11 +43,14 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
 from tasks.data.tokenizers import SentencePieceCodec
 from tasks.data.tokenizers import learn_sentencepiece
+
+KIND = "language_model"  # the applications registry kind(s) --model names
 
 # The stated limit on generated tokens per prompt (signature and predict).
 MAX_NEW_TOKENS = 2048
@@ -57,7 +60,7 @@ CACHE_FAMILIES = (gpt_family, lstm_family)
 
 @dataclasses.dataclass
 class Config(TrainConfig):
-    model: str = option("gpt", "A language model of the applications registry: gpt, gpt_mini, lstm_lm.")
+    model: str = model_option("gpt", KIND)
     tokenizer: str = option("char", "Tokens: characters or SentencePiece BPE.", choices=["char", "sentencepiece"])
     vocabulary_size: int = option(512, "Subword vocabulary size (sentencepiece only).", minimum=16)
     sequence_length: int = option(128, "Context length in tokens: the training window.", minimum=2)
@@ -289,7 +292,7 @@ def load_data(config, saved=None):
 
 def build_model(config, info):
     """A registry language model, compiled with next-token cross-entropy and the config's optimizer."""
-    builder = training.model_builder(config.model, needs="vocabulary_size", kind="a language model")
+    builder = training.model_builder(config.model, KIND)
     wanted = training.flag_arguments(config, builder, ("num_layers", "embed_dim", "num_heads", "units"),
                                      passed={"dropout_rate": config.dropout_rate, "positions": config.positions})
     model = training.build_network(builder, config, vocabulary_size=info["vocabulary_size"],

@@ -40,6 +40,8 @@ from tasks.core.config import option
 from tasks.data import parallel
 from tasks.metrics import text as text_metrics
 
+KIND = seq2seq.KIND  # the applications registry kind --model names
+
 OUTPUT = "translation"
 
 

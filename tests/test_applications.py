@@ -255,20 +255,27 @@ def test_parameter_count(name, size, num_classes, expected, source):
 
 def test_registry_refuses_duplicates(monkeypatch):
     monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
 
     def resnet20():
         pass
 
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(resnet20)
+        registry.register(kind="classifier")(resnet20)
 
     def tiny_test_builder():
         pass
 
-    assert registry.register(tiny_test_builder) is tiny_test_builder
-    assert "tiny_test_builder" in registry.names()
+    assert registry.register(kind="graph")(tiny_test_builder) is tiny_test_builder
+    assert "tiny_test_builder" in registry.names("graph")
+    assert "tiny_test_builder" not in registry.names("classifier")
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(tiny_test_builder)
+        registry.register(kind="graph")(tiny_test_builder)
+
+
+def test_registry_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="Unknown builder kind 'painter'"):
+        registry.register(kind="painter")
 
 
 def test_registry_miss_lists_names():

@@ -39,6 +39,17 @@ def option(default, help, choices=None, minimum=None, identity=True, aliases=())
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def model_option(default, kind, note=""):
+    """The `model` field of a task: a builder of registry `kind` (a str or a tuple of kinds), its
+    help text listing `applications.names(kind)`, so a new builder appears in `--help` on its own."""
+    import applications
+
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    what = " or ".join(applications.registry.KINDS[one] for one in kinds)
+    return option(default, f"{what[0].upper()}{what[1:]} of the applications registry: "
+                           f"{', '.join(applications.names(kinds))}{note}.")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """The fields every task shares: the algorithm, the run and the outputs."""

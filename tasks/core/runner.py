@@ -42,6 +42,7 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
     evaluates and exports (the others write to a scratch folder they remove).
     """
     config_lib.validate(config)
+    training.model_builder(config.model, module.KIND)  # a wrong kind of --model fails before anything runs
     if getattr(config, "ensemble", 1) > 1:
         return train_ensemble(module, config, fresh=fresh, export_model=export_model)
     task = task_name(module)

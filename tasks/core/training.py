@@ -123,23 +123,27 @@ class LearningRateCurve(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def model_builder(name, needs=None, kind=None):
-    """The registry builder of `--model name`, as a one-line `UserError` when there is none.
+def model_builder(name, kind, role="--model"):
+    """The registry builder of `--model name`, as a one-line `UserError` when there is none or it is
+    of another kind than the task trains.
 
     Args:
         name: str. A key of the applications registry.
-        needs: str or None. An argument the task must pass (e.g. "vocabulary_size"); a builder
-            without it is the wrong kind of network.
-        kind: str or None. What the task needs, for the error ("a language model").
+        kind: str or tuple of str. The registry kind(s) the task takes (`applications.registry.KINDS`).
+        role: str. The flag that named the builder, for the error. Defaults to "--model".
     """
     import applications
 
     try:
         builder = applications.get(name)
     except ValueError as error:
-        raise UserError(f"--model: {error}")
-    if needs is not None and needs not in applications.arguments(builder):
-        raise UserError(f"--model {name} is not {kind} (it takes no {needs}).")
+        raise UserError(f"{role}: {error}")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    found = applications.kind_of(name)
+    if found not in kinds:
+        wanted = " or ".join(applications.registry.KINDS[kind] for kind in kinds)
+        raise UserError(f"{role} {name} is {applications.registry.KINDS[found]}, not {wanted}; "
+                        f"use one of {', '.join(applications.names(kinds))}.")
     return builder
 
 
