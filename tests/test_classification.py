@@ -1,5 +1,18 @@
-"""Image classification end to end: the CLI verbs, the export, resume, bad input, and MNIST."""
+"""Image classification end to end: the CLI verbs, the export, resume, bad input, and MNIST.
 
+Learning tests and their untrained controls (the same network, seed and test split, not trained):
+
+| test | bar | trained, seeds 0 / 1 / 2 | untrained, seeds 0 / 1 / 2 |
+|---|---|---|---|
+| demo run (resnet20, 3 epochs, batch 32) | accuracy >= 0.85 | 0.964 / 0.964 / 0.953 | 0.067 / 0.097 / 0.092 |
+| every regularizer switch (dcgan_classifier, 4 epochs) | baseline + 0.1 = 0.20 | 0.631 / 0.558 / 0.542 | 0.097 / 0.128 / 0.103 |
+| no batch norm (resnet20, 3 epochs) | baseline + 0.3 = 0.40 | 0.950 / 0.969 / 0.953 | 0.100 / 0.089 / 0.122 |
+| mirrored, two replicas (dcgan_classifier, 2 epochs) | baseline + 0.2 = 0.30 | 0.758 / 0.783 / 0.808 (one device) | 0.083 / 0.069 / 0.092 |
+| MNIST, 3,000 images, 1 epoch (resnet20) | accuracy >= 0.80 | 0.882 / 0.919 / 0.867 | 0.104 / 0.099 / 0.095 |
+"""
+
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -11,18 +24,24 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import tasks.core.augment  # noqa: F401  (registers NoBatchNorm for load_model)
-import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_model)
 from tasks import classification
+from tasks.core import cli
+from tasks.core import config as config_lib
+from tasks.core import training  # also registers LearningRateCurve for load_model
 from tests import helpers
 from tests.conftest import REPO
 from tests.helpers import assert_one_line_error
 
 TASK = "tasks.classification"
-# Small and quick: the demo digits are 8x8, so a few epochs take seconds.
-QUICK = ["--epochs", "4", "--batch-size", "32", "--verbose", "2"]
+# Small and quick: the demo digits are 8x8; 3 epochs clear the demo bar by 0.10 (module docstring).
+QUICK = ["--epochs", "3", "--batch-size", "32", "--verbose", "2"]
+# A 70k-parameter registered network for tests about plumbing, not about resnet20.
+TINY = ["--model", "dcgan_classifier"]
+DIGITS = {str(digit) for digit in range(10)}
 
 
 def run_cli(*args, cwd, timeout=900):
@@ -38,34 +57,62 @@ def only_run(workdir):
     return run
 
 
+def run_config(run, **overrides):
+    """The config a run folder was trained with (its config.yaml), with `overrides`."""
+    return config_lib.build(classification.Config, run / "config.yaml", **overrides)
+
+
+def untrained_accuracy(config):
+    """Test accuracy of the config's network as built (same seed, same test split), not trained."""
+    training.setup(config)
+    data = classification.load_data(config)
+    model = classification.build_model(config, data.info)
+    return classification.evaluate(model, data, config)["accuracy"]
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One CLI training run on the demo data, shared by the checks below."""
+    """One training run of the CLI (`cli.main`, in this process) on the demo data, shared below."""
     workdir = tmp_path_factory.mktemp("demo")
-    result = run_cli("train", *QUICK, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, result
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(classification, ["train", *QUICK]) or 0
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        os.chdir(cwd)
+    assert code == 0, stderr.getvalue()[-3000:]
+    return workdir, stdout.getvalue()
 
 
 # === Train, evaluate, export, predict ===
 
 
-@pytest.mark.subprocess
-def test_demo_train_beats_the_baseline_and_writes_the_run(demo_run):
-    workdir, result = demo_run
+def test_demo_train_beats_the_baseline_and_its_untrained_control(demo_run):
+    workdir, _ = demo_run
     run = only_run(workdir)
     record = json.loads((run / "metrics.json").read_text())
     assert record["task"] == "classification" and record["data"] == "demo"
-    assert record["metrics"]["accuracy"] >= 0.85
+    untrained = untrained_accuracy(run_config(run, verbose=0))
+    assert record["metrics"]["accuracy"] >= 0.85 > untrained
     assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.5
-    assert record["epochs"] == 4 and record["examples_per_second"] > 0
+
+
+def test_demo_train_writes_the_run(demo_run):
+    workdir, stdout = demo_run
+    run = only_run(workdir)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["epochs"] == 3 and record["examples_per_second"] > 0
     assert set(record["metrics"]["per_class_accuracy"]) == {str(digit) for digit in range(10)}
     for name in ["config.yaml", "history.csv", "model.keras", "info.json", "checkpoints/best.keras",
                  "plots/training_curves.png", "plots/confusion_matrix.png"]:
         assert (run / name).is_file(), name
     assert list((run / "logs").rglob("events.out.tfevents*"))
     assert not (run / "backup").exists()  # removed once training finished
-    assert "baseline" in result.stdout and "Exported" in result.stdout
+    assert "baseline" in stdout and "Exported" in stdout
 
 
 @pytest.mark.subprocess
@@ -88,8 +135,7 @@ def test_export_reloaded_in_a_fresh_process_matches_keras(demo_run, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
 
 
-@pytest.mark.subprocess
-def test_predict_prints_labels_and_draws(demo_run, tmp_path, capsys):
+def test_predict_prints_the_saved_models_labels_and_draws(demo_run, tmp_path, capsys):
     workdir, _ = demo_run
     files = []
     for index, mode in enumerate(["L", "RGB", "RGBA"]):  # any mode, any size
@@ -97,10 +143,17 @@ def test_predict_prints_labels_and_draws(demo_run, tmp_path, capsys):
         Image.new(mode, (20 + index, 16), color=128 if mode == "L" else (90, 90, 90, 255)[: len(mode)]).save(path)
         files.append(path)
     model_root = workdir / "saved_models" / "classification"
-    result = run_cli("predict", "--model", model_root, "--output", tmp_path / "out", *files, cwd=tmp_path)
+    result = run_in_process(capsys, tmp_path, "predict", "--model", model_root, "--output", tmp_path / "out", *files)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 3 and all(line.split("\t")[1] in "0123456789" for line in lines)
+    assert len(lines) == 3
+    # Each line is the SavedModel's own answer, called directly.
+    served = tf.saved_model.load(str(model_root / "1")).signatures["serving_default"]
+    for line, path in zip(lines, files):
+        out = served(image_bytes=tf.constant([path.read_bytes()]))
+        label, score = out["label"].numpy()[0].decode(), float(out["score"].numpy()[0])
+        assert label in DIGITS
+        assert line.split("\t")[1:] == [label, f"{score:.4f}"]
     assert (tmp_path / "out" / "classification.png").is_file()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -108,12 +161,18 @@ def test_predict_prints_labels_and_draws(demo_run, tmp_path, capsys):
     assert_one_line_error(result, "broken.png", "cannot decode")
 
 
-@pytest.mark.subprocess
-def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run, capsys):
+def test_evaluate_finds_the_run_and_repeats_its_metrics(demo_run, capsys):
     workdir, _ = demo_run
     result = run_in_process(capsys, workdir, "evaluate", *QUICK)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "accuracy" in result.stdout and "baseline" in result.stdout
+    shown = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ")}
+    record = json.loads((only_run(workdir) / "metrics.json").read_text())
+    assert float(shown["accuracy"][1]) == pytest.approx(record["metrics"]["accuracy"], abs=1e-4)
+    assert float(shown["accuracy"][3]) == pytest.approx(record["baseline"]["accuracy"], abs=1e-4)
+
+
+def test_export_finds_the_run_from_the_same_flags(demo_run, capsys):
+    workdir, _ = demo_run
     for extra in ["tflite", "onnx"]:
         result = run_in_process(capsys, workdir, "export", *QUICK, "--format", extra)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -130,7 +189,6 @@ def test_evaluate_and_export_find_the_run_from_the_same_flags(demo_run, capsys):
     np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(model(images)), atol=1e-4)
 
 
-@pytest.mark.subprocess
 def test_rerunning_a_complete_run_does_not_retrain(demo_run, capsys):
     workdir, _ = demo_run
     result = run_in_process(capsys, workdir, "train", *QUICK)
@@ -139,53 +197,97 @@ def test_rerunning_a_complete_run_does_not_retrain(demo_run, capsys):
 
 
 def test_every_regularizer_switch_trains(tmp_path, capsys):
-    # All of them at once still has to learn. Training is not bit-reproducible (parallel augmentation):
-    # 3 epochs at batch 32 gave 0.17-0.44 against the 0.10 baseline, too close; 8 epochs gave 0.39-0.54.
+    """All of them at once still has to learn (TINY network, 4 epochs at batch 32).
+
+    Not bit-reproducible (parallel augmentation). Bar: the majority baseline (0.10) + 0.1.
+    Measured, seeds 0 / 1 / 2: 0.631 / 0.558 / 0.542,
+    untrained 0.097 / 0.128 / 0.103; 31-41 s each in process on a host at load 8.
+    """
     switches = ["--flip", "--crop-padding", "1", "--randaugment", "--erasing", "0.3", "--noise", "0.02",
                 "--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1", "--dropout-rate", "0.2",
                 "--patience", "2", "--optimizer", "sgd", "--nesterov", "--learning-rate", "0.05",
                 "--weight-decay", "5e-4", "--schedule", "onecycle", "--warmup-epochs", "0.5"]
-    result = run_in_process(capsys, tmp_path, "train", "--epochs", "8", "--batch-size", "32", "--verbose", "2",
-                            *switches)
+    result = run_in_process(capsys, tmp_path, "train", "--epochs", "4", "--batch-size", "32", "--verbose", "2",
+                            *TINY, *switches)
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    run = only_run(tmp_path)
+    record = json.loads((run / "metrics.json").read_text())
     assert record["config"]["cutmix"] == 1.0 and record["config"]["nesterov"] is True
-    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.1
+    bar = record["baseline"]["accuracy"] + 0.1
+    untrained = untrained_accuracy(run_config(run, verbose=0))
+    assert record["metrics"]["accuracy"] >= bar > untrained
 
 
 def test_no_batch_norm_trains_the_network_without_it(tmp_path, capsys):
-    # A 20-layer net without batch norm under heavy regularization stays at chance for 3 epochs
-    # (measured); with the default recipe it learns, which is what this switch must keep possible.
+    """resnet20 with --no-batch-norm on the demo run's recipe still learns.
+
+    A 20-layer net without batch norm under heavy regularization stays at chance for 3 epochs;
+    with the default recipe it learns, which is what this switch must keep possible. Bar: the
+    majority baseline (0.10) + 0.3. Measured, seeds 0 / 1 / 2: 0.950 / 0.969 / 0.953,
+    untrained 0.100 / 0.089 / 0.122.
+    """
     result = run_in_process(capsys, tmp_path, "train", *QUICK, "--no-batch-norm")
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    run = only_run(tmp_path)
+    record = json.loads((run / "metrics.json").read_text())
     assert record["config"]["batch_norm"] is False
-    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.3
-    saved = keras.saving.load_model(only_run(tmp_path) / "model.keras")
+    bar = record["baseline"]["accuracy"] + 0.3
+    untrained = untrained_accuracy(run_config(run, verbose=0))
+    assert record["metrics"]["accuracy"] >= bar > untrained
+    saved = keras.saving.load_model(run / "model.keras")
     assert not [layer for layer in saved._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+# Two logical CPUs can only be made before TensorFlow initializes its devices, which this test
+# process has done: the mirrored run needs a fresh process to get two replicas.
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from tasks import classification
+from tasks.core import config as config_lib
+config = config_lib.build(classification.Config, strategy="mirrored", model="dcgan_classifier", epochs="2",
+                          batch_size="64", verbose="0")
+model = classification.train(config)
+print(json.dumps({"replicas": model.distribute_strategy.num_replicas_in_sync,
+                  "cpus": len(tf.config.list_logical_devices("CPU"))}))
+"""
+
+
 @pytest.mark.subprocess
-def test_mirrored_strategy_trains_through_the_same_path(tmp_path):
-    result = run_cli("train", "--strategy", "mirrored", "--epochs", "2", "--verbose", "2", cwd=tmp_path)
+def test_mirrored_strategy_trains_on_two_cpu_replicas(tmp_path):
+    """`--strategy mirrored` on a CPU host splits it into two logical devices, one replica each,
+    and trains through the same path (TINY network, 2 epochs at a global batch of 64).
+
+    Bar: the majority baseline (0.10) + 0.2. Measured single-device, seeds 0 / 1 / 2:
+    0.758 / 0.783 / 0.808, untrained 0.083 / 0.069 / 0.092.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts == {"replicas": 2, "cpus": 2}
+    run = only_run(tmp_path)
+    record = json.loads((run / "metrics.json").read_text())
     assert record["config"]["strategy"] == "mirrored"
-    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.2
+    bar = record["baseline"]["accuracy"] + 0.2
+    untrained = untrained_accuracy(run_config(run, verbose=0, strategy="default"))
+    assert record["metrics"]["accuracy"] >= bar > untrained
 
 
-@pytest.mark.subprocess
-def test_help_lists_every_field_and_tasks_lists_the_task(tmp_path):
-    from tasks.core import config as config_lib
-
-    result = run_cli("train", "--help", cwd=tmp_path)
+def test_help_lists_every_field(tmp_path, capsys):
+    result = run_in_process(capsys, tmp_path, "train", "--help")
     assert result.returncode == 0
     for field in config_lib.fields(classification.Config):
         assert "--" + field.name.replace("_", "-") in result.stdout
     assert "(default: 'resnet20')" in result.stdout
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    listing = subprocess.run([sys.executable, "-m", "tasks"], capture_output=True, text=True, env=env, check=True)
-    assert "python -m tasks.classification train" in listing.stdout
+
+
+def test_tasks_lists_the_task(capsys):
+    import tasks.__main__
+
+    tasks.__main__.main()
+    assert "python -m tasks.classification train" in capsys.readouterr().out
 
 
 # === Resume ===
@@ -193,32 +295,56 @@ def test_help_lists_every_field_and_tasks_lists_the_task(tmp_path):
 
 @pytest.mark.subprocess
 def test_killed_run_resumes_from_its_backup(tmp_path):
-    args = ["train", "--epochs", "5", "--batch-size", "8", "--verbose", "2", "--model", "resnet20"]
+    """A run killed right after its first epoch (backup and history row) resumes there: every epoch once (at most the killed
+    one repeated), the optimizer's step count continuing to epochs x steps, and the learning rate
+    of each epoch where the schedule puts it (a restarted count would replay the schedule from its
+    start).
+
+    Weights are not compared with an uninterrupted run: the resumed process starts the seeded
+    shuffle sequence over, so its remaining epochs see other batch orders.
+    """
+    epochs, batch_size = 4, 64
+    args = ["train", "--epochs", epochs, "--batch-size", batch_size, "--verbose", "2", *TINY]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    child = subprocess.Popen([sys.executable, "-m", TASK, *args], cwd=tmp_path, env=env,
+    child = subprocess.Popen([sys.executable, "-m", TASK, *map(str, args)], cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = None
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while time.time() < deadline and child.poll() is None:
-        runs = list((tmp_path / "runs" / "classification").glob("*/history.csv"))
-        if runs and len(runs[0].read_text().strip().splitlines()) >= 3:  # header + 2 epochs
-            history = runs[0]
+        # The first epoch's row follows its backup: kill as soon as it is there.
+        found = list((tmp_path / "runs" / "classification").glob("*/history.csv"))
+        if found and len(found[0].read_text().strip().splitlines()) >= 2:
+            history = found[0]
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert history is not None and child.poll() is None, "training ended before it could be killed"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    done_before = len(history.read_text().strip().splitlines()) - 1
-    assert done_before < 5
-    assert (history.parent / "backup").is_dir()
+    run = history.parent
+    assert (run / "backup").is_dir()
+    assert not (run / "model.keras").exists(), "killed after training finished"
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" in result.stdout
-    rows = [line.split(",")[0] for line in history.read_text().strip().splitlines()[1:]]
-    epochs = sorted({int(row) for row in rows if row != "epoch"})
-    assert epochs == list(range(5))
-    assert len(rows) < 5 + 2  # at most the killed epoch is repeated, not the whole run
-    assert json.loads((history.parent / "metrics.json").read_text())["epochs"] == 5
+    rows = [line.split(",")[0] for line in (run / "history.csv").read_text().strip().splitlines()[1:]]
+    assert sorted({int(row) for row in rows if row != "epoch"}) == list(range(epochs))
+    assert len([row for row in rows if row != "epoch"]) < epochs + 2
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == epochs
+    steps = int(np.ceil(json.loads((run / "info.json").read_text())["num_train"] / batch_size))
+    model = keras.saving.load_model(run / "model.keras")
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps
+    config = run_config(run)
+    curve = training.LearningRateCurve(config.learning_rate, total_steps=epochs * steps,
+                                       warmup_steps=int(config.warmup_epochs * steps), shape=config.schedule)
+    logged = [row["learning_rate"] for row in training.history_rows(training_run(run))]
+    expected = [float(curve((epoch + 1) * steps)) for epoch in range(epochs)]
+    np.testing.assert_allclose(logged, expected, rtol=1e-5, atol=1e-9)
+
+
+def training_run(path):
+    from tasks.core.runs import Run
+
+    return Run("classification", path)
 
 
 # === Bad input: one clear line, non-zero exit, nothing written ===
@@ -256,15 +382,26 @@ def test_corrupt_image_folder_names_the_file(tmp_path, capsys):
     result = run_in_process(capsys, tmp_path, "train", "--data", "pets", "--epochs", "1")
     assert_one_line_error(result, "bad.jpg")
     assert not (tmp_path / "runs").exists()
-    result = run_in_process(capsys, tmp_path, "train", "--data", "pets", "--epochs", "1", "--skip-bad",
-                            "--verbose", "2", "--test-fraction", "0.34", "--validation-fraction", "0")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Skipped 1 bad record" in result.stdout
+
+
+def test_skip_bad_reads_the_rest_and_counts_the_bad_file(tmp_path, capsys):
+    # The data step alone: training on what it returns is the ordinary path, tested above.
+    for name in ["cat", "dog"]:
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(tmp_path / "pets" / name / f"{index}.png")
+    (tmp_path / "pets" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    config = classification.Config(data=str(tmp_path / "pets"), skip_bad=True, test_fraction=0.34,
+                                   validation_fraction=0.0, verbose=2)
+    info = classification.load_data(config).info
+    assert info["num_train"] + info["num_test"] == 6 and info["num_test"] == 2
+    assert len(info["skipped"]) == 1 and "bad.jpg" in info["skipped"][0]
+    assert "Skipped 1 bad record" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path, capsys):
     result = run_in_process(capsys, tmp_path, "train", "--epochs", "3", "--optimizer", "sgd",
-                            "--learning-rate", "1e30")
+                            "--learning-rate", "1e30", *TINY)
     assert_one_line_error(result, "NaN", "--learning-rate", code=3)
     assert not (tmp_path / "saved_models").exists()
 
@@ -272,20 +409,52 @@ def test_nan_loss_stops_with_a_clear_error_and_no_export(tmp_path, capsys):
 # === Real data ===
 
 
+MNIST_TRAIN = 3000  # images of the training slice
+MNIST_BAR = 0.80
+
+
+def mnist_slice(root, destination):
+    """IDX files of the first MNIST_TRAIN images (train) and the last 2,000 (t10k): the test split
+    of a full run (its last 20 %), beside a training slice of it."""
+    import gzip
+    import struct
+
+    from tasks.data import images as image_readers
+
+    x, y = image_readers.read_idx(root / "t10k-images-idx3-ubyte.gz", root / "t10k-labels-idx1-ubyte.gz")
+    destination.mkdir(parents=True)
+    for prefix, part in [("train", slice(0, MNIST_TRAIN)), ("t10k", slice(len(y) - 2000, len(y)))]:
+        images, labels = x[part].reshape(-1, 28, 28), y[part]
+        with gzip.open(destination / f"{prefix}-images-idx3-ubyte.gz", "wb") as file:
+            file.write(struct.pack(">IIII", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes())
+        with gzip.open(destination / f"{prefix}-labels-idx1-ubyte.gz", "wb") as file:
+            file.write(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
+    return destination
+
+
+# resnet20 on 28x28 images: one epoch of 3,000, evaluation and export take 60-70 s on two shared cores.
 @pytest.mark.slow
-def test_mnist_reaches_97_percent(shared_data, tmp_path):
+def test_mnist_slice_learns(shared_data, tmp_path):
+    """resnet20, one epoch on a 3,000-image slice of MNIST, tested on the 2,000 of the full run.
+
+    Bar: accuracy 0.80 (the majority baseline, 0.115, + 0.685). Measured, seeds 0 / 1 / 2:
+    0.882 / 0.919 / 0.867, untrained 0.104 / 0.099 / 0.095; 86-134 s for `train` on a host at
+    load 8 on two cores. The 70k-parameter dcgan_classifier is no cheaper proof: 0.30 after
+    the same epoch (its batch-norm statistics lag).
+    """
     config = classification.Config(
-        data=str(shared_data / "mnist"), model="resnet20", epochs=2, batch_size=64,
-        learning_rate=2e-3, runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"),
-        verbose=2,
+        data=str(mnist_slice(shared_data / "mnist", tmp_path / "mnist")), model="resnet20", epochs=1,
+        batch_size=64, learning_rate=2e-3, runs_dir=str(tmp_path / "runs"),
+        export_dir=str(tmp_path / "saved_models"), verbose=0,
     )
+    untrained = untrained_accuracy(config)
     classification.train(config)
     (run,) = (tmp_path / "runs" / "classification").iterdir()
     record = json.loads((run / "metrics.json").read_text())
     info = json.loads((run / "info.json").read_text())
-    assert info["num_test"] == 2000 and info["num_train"] + info["num_validation"] == 8000
-    assert record["metrics"]["accuracy"] >= 0.97
-    assert record["metrics"]["accuracy"] > record["baseline"]["accuracy"] + 0.8
+    assert info["num_test"] == 2000 and info["num_train"] + info["num_validation"] == MNIST_TRAIN
+    assert record["metrics"]["accuracy"] >= MNIST_BAR > untrained
+    assert MNIST_BAR > record["baseline"]["accuracy"] + 0.6
 
 
 def test_tfds_source_reads_a_prepared_dataset(tmp_path):
