@@ -185,25 +185,54 @@ def test_demo_run_reports_nab_beside_null_random_and_zscore(demo_run):
     assert (run / "plots" / "training_curves.png").is_file()
 
 
-def test_export_and_predict_give_the_in_process_scores(demo_run, tmp_path, capsys):
-    workdir, _, model, run = demo_run
+def read_values(path):
+    """The `value` column of a CSV, parsed by the standard library (not the task's reader)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return np.array([float(row["value"]) for row in csv.DictReader(handle)])
+
+
+def numpy_errors(model, values, window_length, horizon):
+    """A forecaster's per-row errors in numpy: the series standardized by its probationary period
+    (NAB's min(floor(0.15 T), 750) rows), left-padded with its first value, each row's window of
+    `window_length` values through the Keras model, the mean |forecast - next `horizon` values|."""
+    head = values[:max(min(int(np.floor(0.15 * len(values))), 750), 1)]
+    scale = max(head.std(), 1e-3 * max(abs(head.mean()), 1.0))
+    normalized = np.clip((values - head.mean()) / scale, -ad.CLIP, ad.CLIP).astype(np.float32)
+    span = window_length + horizon
+    padded = np.concatenate([np.full(span - 1, normalized[0], np.float32), normalized])
+    frames = np.lib.stride_tricks.sliding_window_view(padded, span)  # (T, span): frame t ends at row t
+    forecasts = model.predict(frames[:, :window_length], batch_size=1024, verbose=0)
+    return np.mean(np.abs(forecasts - frames[:, window_length:]), axis=1)
+
+
+@pytest.mark.subprocess
+def test_export_and_predict_give_the_keras_forecasts(demo_run, tmp_path):
+    workdir, config, model, run = demo_run
     export_root = workdir / "saved_models" / "anomaly_detection"
     (version,) = export_root.iterdir()
     assets = json.loads((version / "assets" / "info.json").read_text())
     assert "thresholds" in assets
-    outputs = tf.saved_model.load(str(version)).signatures["serving_default"].structured_outputs
-    assert set(outputs) == {"anomaly_score", "error", "detection", "network_score", "zscore_score", "seasonal_score",
-                            "extreme_score"}
-    values = series_readers.demo_series("level_shift", seed=11).values
-    csv = write_csv(tmp_path / "shift.csv", values)
-    ad.predict([str(csv)], str(export_root), str(tmp_path / "out"))
-    line = capsys.readouterr().out
-    assert "shift.csv\t3000 rows\t" in line and "detection(s) at threshold" in line
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    assert set(signature.structured_outputs) == {"anomaly_score", "error", "detection", "network_score"} | {
+        f"{name}_score" for name in ad.statistics_names(assets["statistics"])}
+    csv = write_csv(tmp_path / "shift.csv", series_readers.demo_series("level_shift", seed=11).values)
+    values = read_values(csv)
+    served = signature(series=tf.constant(values[None], tf.float32))
+    # The export's network errors are the Keras model's on windows cut in numpy.
+    expected = numpy_errors(model, values, config.window_length, config.horizon)
+    np.testing.assert_allclose(served["error"].numpy()[0], expected, atol=1e-4)
+    # `predict` in a fresh process reloads the export on its own.
+    result = helpers.run_cli("anomaly_detection", "predict", csv, "--model", export_root, "--output", tmp_path / "out",
+                             cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "shift.csv\t3000 rows\t" in result.stdout and "detection(s) at threshold" in result.stdout
     rows = (tmp_path / "out" / "shift_scores.csv").read_text().splitlines()
     assert rows[0] == "timestamp,value,anomaly_score,detection" and len(rows) == 3001
     predicted = np.array([float(row.split(",")[2]) for row in rows[1:]])
-    expected = ad.scorer(model, assets)(tf.constant(values[None], tf.float32))["anomaly_score"].numpy()[0]
-    np.testing.assert_allclose(predicted, expected, atol=1e-5)
+    np.testing.assert_allclose(predicted, served["anomaly_score"].numpy()[0], atol=1e-5)
+    assert [int(row.split(",")[3]) for row in rows[1:]] == served["detection"].numpy()[0].astype(int).tolist()
     assert (tmp_path / "out" / "shift.png").is_file()
 
 
@@ -245,11 +274,10 @@ def test_non_numeric_values_and_labels_naming_a_missing_file_are_clear_errors(tm
         ad.load_data(ad.Config(data=str(good), labels=str(labels)))
 
 
-@pytest.mark.subprocess
-def test_cli_file_without_a_value_column_is_one_line(tmp_path):
+def test_cli_file_without_a_value_column_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
-    bad.write_text("timestamp,reading\n2020-01-01 00:00:00,1\n")
-    result = helpers.run_cli("anomaly_detection", "train", "--data", bad, cwd=tmp_path)
+    bad.write_text("timestamp,sensor,note\n2020-01-01 00:00:00,1,ok\n")  # three columns, none a value alias
+    result = helpers.run_in_process(ad, capsys, tmp_path, "train", "--data", bad)
     assert_one_line_error(result, "bad.csv", "no 'value' column")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "saved_models").exists()
 
@@ -257,27 +285,35 @@ def test_cli_file_without_a_value_column_is_one_line(tmp_path):
 # === Real data: NAB ===
 
 
-@pytest.mark.slow
-@pytest.mark.subprocess
-def test_nab_known_cause_beats_the_rolling_zscore_and_the_export_agrees(shared_data, tmp_path):
-    """realKnownCause (7 files, 69,561 rows): NAB standard score above the z-score's by > 20 points."""
-    config = ad.Config(data=str(shared_data / "nab"), files="realKnownCause/*", runs_dir=str(tmp_path / "runs"),
-                       export_dir=str(tmp_path / "saved_models"), verbose=0, max_plots=2)
-    model = ad.train(config)
+def test_nab_known_cause_recipe_beats_the_rolling_zscore(shared_data, tmp_path):
+    """realKnownCause (7 files, 69,561 rows): the default recipe's NAB standard score at least 20 points
+    above the rolling z-score's and the random detector's. Measured at 2 epochs, seeds 0 / 1 / 2: 72.32
+    each (z-score 24.94; random 27.37 / 0.25 / 7.39), 6-9 s each; with the trained forecaster fused
+    (`--network-score true`, the default before) 72.23 / 72.11 / 72.16 against the statistics' 72.19.
+
+    The claim is the statistical recipe's (z-score, seasonal, extreme and likelihood detectors, mean
+    fusion, one alarm per event), not the network's: scored without the network, the detectors alone
+    reach the recipe's score, so the network's contribution is not claimed. The z-score baseline is
+    the control that removes the recipe. Trained without the export (`export_model=False`): the demo
+    tests cover the export and `predict`.
+    """
+    from tasks.core import runner
+
+    config = ad.Config(data=str(shared_data / "nab"), files="realKnownCause/*", epochs=NAB_EPOCHS,
+                       runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=0,
+                       max_plots=0)
+    runner.train(ad, config, export_model=False)
     (run,) = (tmp_path / "runs" / "anomaly_detection").iterdir()
     record = json.loads((run / "metrics.json").read_text())
-    ours, zscore = record["metrics"]["nab_standard"], record["baseline"]["nab_standard"]
-    assert ours > zscore + 20.0, (ours, zscore)  # measured 72.0 against 24.9
-    assert ours > record["baseline"]["random"]["nab_standard"] + 20.0
-    # The SavedModel, reloaded by `predict` in a fresh process, gives the in-process scores.
-    csv = shared_data / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv"
-    result = helpers.run_cli("anomaly_detection", "predict", csv, "--model",
-                             tmp_path / "saved_models" / "anomaly_detection", "--output", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = (tmp_path / "out" / "nyc_taxi_scores.csv").read_text().splitlines()[1:]
-    predicted = np.array([float(row.split(",")[2]) for row in rows])
+    ours, baseline = record["metrics"]["nab_standard"], record["baseline"]
+    bar = max(baseline["nab_standard"], baseline["random"]["nab_standard"]) + 20.0
     info = json.loads((run / "info.json").read_text())
-    one = series_readers.read_csv(csv)
-    expected = ad.scorer(model, info)(tf.constant(one.values[None], tf.float32))["anomaly_score"].numpy()[0]
-    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    corpus = ad.load_data(config).corpus
+    statistics = [ad.fused_scores(tf.constant(one.values[None], tf.float32), info)["anomaly_score"].numpy()[0]
+                  for one in corpus.series]
+    alone = ad.detector_metrics(statistics, corpus)["nab_standard"]
+    assert ours >= bar and alone >= bar, (ours, alone, bar)
     assert isinstance(keras.saving.load_model(run / "model.keras"), keras.Model)
+
+
+NAB_EPOCHS = 2
