@@ -160,7 +160,7 @@ def test_extractive_demo_beats_lead_k_by_a_margin_its_untrained_control_does_not
     """Fast-lane learning bar: ROUGE-2 >= lead-k + 20 at the model's own k, on the 40 demo test reports.
 
     Measured (seeds 0, 1, 2; k = 1): trained 56.5, 55.9, 56.2; lead-k 9.4, 18.1, 15.9 (bars 29.4, 38.1,
-    35.9); untrained 10.9, 20.3, 14.3. About 25 s (the shared demo run included), 2 s of it the control.
+    35.9); untrained 10.9, 20.3, 14.3. 16-25 s with the shared demo run it starts, 2 s of it the control.
     """
     workdir, config, _ = extractive_export
     run, record = run_record(workdir)
@@ -332,7 +332,7 @@ def test_bbc_news_extractive_beats_lead_k_by_a_margin_its_untrained_control_does
 
     Bar: ROUGE-2 >= lead-k + 3 at the model's own k. Measured (seeds 0, 1, 2): k = 11, 11, 13; trained
     58.8, 58.5, 59.7; lead-k 50.7, 50.7, 53.0 (bars 53.7, 53.7, 56.0); untrained 45.0, 50.6, 53.6
-    (lead-3: 36.1). About 40 s: 31-36 s the run, 4-5 s the control.
+    (lead-3: 36.1). 32-41 s on a busy two-core host, 4-5 s of it the control.
     """
     data = bbc_subset(shared_data, tmp_path / "bbc", {"train": 600, "valid": 40, "test": 60})
     config = sm.Config(data=str(data), epochs=2, batch_size=16, runs_dir=str(tmp_path / "runs"),
