@@ -1,6 +1,7 @@
-"""Object detection end to end: every bad input the issue lists as one line, the demo through the
-CLI (metrics beside the baseline, gallery, export reloaded in a fresh process in input pixels,
-predict drawings), and BCCD with each head beating the mean-box baseline."""
+"""Object detection end to end: every bad input the issue lists as one line, the demo trained once
+(metrics beside the baseline and an untrained control, gallery, export reloaded in a fresh process in
+input pixels, predict drawings), Faster R-CNN learning the demo, and YOLOv2 on BCCD beating the
+mean-box baseline."""
 
 import json
 import os
@@ -10,7 +11,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from tasks import detection
@@ -72,24 +72,45 @@ def test_degenerate_boxes_and_negatives_are_counted_not_fatal(tmp_path):
 
 # === The demo end to end ===
 
-QUICK = ["--epochs", "6", "--verbose", "2"]
+
+def untrained_metrics(config):
+    """The test metrics of the model `config` builds, on the same split, without a training step."""
+    from tasks.core import runner
+    from tasks.core import training
+
+    training.setup(config)
+    data = runner.load_data(detection, config)
+    return detection.evaluate(detection.build_model(config, data.info), data, config)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """One YOLOv2 training run on the demo scenes (in process), its run folder and its export."""
     workdir = tmp_path_factory.mktemp("demo")
-    result = helpers.run_cli("detection", "train", *QUICK, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    config = detection.Config(epochs=DEMO_EPOCHS, verbose=0, runs_dir=str(workdir / "runs"),
+                              export_dir=str(workdir / "saved_models"))
+    detection.train(config)
     (run,) = (workdir / "runs" / "detection").iterdir()
-    return workdir, run
+    return workdir, run, config
 
 
-@pytest.mark.subprocess
-def test_demo_learns_and_reports_beside_the_baseline(demo_run):
-    _, run = demo_run
+DEMO_EPOCHS = 6
+
+
+def test_demo_learns_beside_the_baseline(demo_run):
+    """Demo YOLOv2: mAP@0.5 at least 0.3 above the mean-box baseline; the same network untrained is
+    below that bar. Measured at 6 epochs, seed 0: mAP@0.5 0.604 (baseline 0.000; 4 epochs: 0.481, but boxes not yet
+    confident enough for the export test's enlarged-image check)."""
+    _, run, config = demo_run
     record = json.loads((run / "metrics.json").read_text())
     metrics, baseline = record["metrics"], record["baseline"]
-    assert metrics["map50"] > baseline["map50"] + 0.3
+    bar = baseline["map50"] + 0.3
+    assert metrics["map50"] >= bar > untrained_metrics(config)["map50"]
+
+
+def test_demo_reports_per_class_coco_anchors_and_plots(demo_run):
+    _, run, _ = demo_run
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert set(metrics["ap50_per_class"]) == {"circle", "square", "triangle"}
     assert metrics["coco_ap"] < metrics["coco_ap50"] and "coco_ap75" in metrics
     info = json.loads((run / "info.json").read_text())
@@ -100,15 +121,15 @@ def test_demo_learns_and_reports_beside_the_baseline(demo_run):
 
 @pytest.mark.subprocess
 def test_export_gives_boxes_in_the_input_pixels(demo_run, tmp_path):
-    workdir, run = demo_run
+    workdir, run, _ = demo_run
     version = workdir / "saved_models" / "detection" / "1"
     assert (version / "assets" / "labels.txt").read_text().split() == ["circle", "square", "triangle"]
     scene = readers.demo_scenes(num_train=1, num_test=4, seed=7).splits["test"]
     index = int(np.argmax([len(b) for b in scene.boxes]))
-    image = scene.images[index]
+    Image.fromarray(scene.images[index]).save(tmp_path / "small.png")
+    image = np.asarray(Image.open(tmp_path / "small.png").convert("RGB"))  # (128, 128, 3): decoded by PIL
     big = np.asarray(Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR))  # twice the size
-    (tmp_path / "small.png").write_bytes(tf.io.encode_png(image).numpy())
-    (tmp_path / "big.png").write_bytes(tf.io.encode_png(big).numpy())
+    Image.fromarray(big).save(tmp_path / "big.png")
     script = (
         "import sys, numpy as np, tensorflow as tf\n"
         "m = tf.saved_model.load(sys.argv[1])\n"
@@ -122,16 +143,23 @@ def test_export_gives_boxes_in_the_input_pixels(demo_run, tmp_path):
     subprocess.run([sys.executable, "-c", script, version, tmp_path, tmp_path / "out.npz"], check=True,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     out = np.load(tmp_path / "out.npz", allow_pickle=True)
-    # The reloaded export gives what the in-process model gives.
+    # The reloaded export gives what the Keras model gives on the PIL-decoded pixels: the image is the
+    # network's size (no letterbox), the head's decoder and NMS straight on the model's output.
     model = keras.saving.load_model(run / "model.keras")
     info = json.loads((run / "info.json").read_text())
-    config = detection.Config(**{key: value for key, value in info["detection"].items()})
-    expected = detection.detector(model, info, config)(tf.constant(image[None]))
-    count = int(expected["num_detections"][0])
+    assert info["image_size"] == image.shape[0] == image.shape[1]
+    options = info["detection"]
+    network = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    found = detection.family(options["model"]).detections(
+        network, model(image[None].astype("float32"), training=False), options["max_detections"],
+        options["nms_iou"], options["score_threshold"])
+    count = int(found["num_detections"][0])
+    expected = found["boxes"][0, :count].numpy()[:, [1, 0, 3, 2]] * info["image_size"]  # yxyx -> xyxy pixels
     assert int(out["small_num_detections"][0]) == count > 0
-    np.testing.assert_allclose(out["small_boxes"][0, :count], expected["boxes"][0, :count].numpy(), atol=1e-3)
+    np.testing.assert_allclose(out["small_boxes"][0, :count], expected, atol=1e-3)
+    np.testing.assert_allclose(out["small_scores"][0, :count], found["scores"][0, :count].numpy(), atol=1e-5)
     names = [value.decode() for value in out["small_class_names"][0, :count]]
-    assert names == [info["class_names"][k] for k in expected["classes"][0, :count].numpy()]
+    assert names == [info["class_names"][k] for k in found["classes"][0, :count].numpy()]
     # The confident boxes of the enlarged image are the same boxes, in its own pixels.
     confident = out["small_scores"][0] > 0.5
     small = out["small_boxes"][0][confident]
@@ -142,9 +170,8 @@ def test_export_gives_boxes_in_the_input_pixels(demo_run, tmp_path):
         assert max(overlap, default=0) > 0.7
 
 
-@pytest.mark.subprocess
 def test_predict_draws_boxes_and_rejects_a_corrupt_file(demo_run, tmp_path, capsys):
-    workdir, _ = demo_run
+    workdir, _, _ = demo_run
     picture = tmp_path / "shapes.png"
     Image.fromarray(readers.demo_scenes(num_train=1, num_test=1, seed=3).splits["test"].images[0]).save(picture)
     model_root = workdir / "saved_models" / "detection"
@@ -168,29 +195,52 @@ def test_bad_input_through_the_real_cli(tmp_path):
     assert_one_line_error(helpers.run_cli("detection", "train", "--data", root, cwd=tmp_path), "a.xml", "malformed XML")
 
 
-# === Real data: BCCD, each head ===
-
-# The CI recipes (measured: see README); BCCD's own splits 205 / 87 / 72.
-BCCD = ["--image-size", "256", "--flip", "--vertical-flip", "--scale-jitter", "0.2", "--verbose", "2"]
-HEADS = [
-    ("yolo_v2", ["--epochs", "7"], 0.4),
-    ("faster_rcnn", ["--epochs", "7"], 0.4),
-]
+# === Faster R-CNN on the demo ===
 
 
-@pytest.mark.slow
-@pytest.mark.subprocess
-@pytest.mark.parametrize("model,flags,margin", HEADS, ids=[head[0] for head in HEADS])
-def test_bccd_map_beats_the_baseline(model, flags, margin, shared_data, tmp_path):
-    result = helpers.run_cli(
-        "detection", "train", "--data", shared_data / "bccd", "--model", model, *BCCD, *flags, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_faster_rcnn_learns_the_demo_beside_the_baseline(tmp_path):
+    """The two-stage head learns: demo mAP@0.5 at least 0.3 above the mean-box baseline, untrained
+    below it (no export: the YOLOv2 demo covers it). Measured at 6 epochs, seeds 0 / 1 / 2: mAP@0.5
+    0.504 / 0.563 / 0.603 (baseline 0.000, untrained 0.010 / 0.002 / 0.004), 18-35 s each on the loaded
+    2-core host (4 epochs: 0.342 on seed 0, too near the bar)."""
+    from tasks.core import runner
+
+    config = detection.Config(model="faster_rcnn", epochs=FRCNN_EPOCHS, verbose=0, runs_dir=str(tmp_path / "runs"),
+                              export_dir=str(tmp_path / "saved_models"))
+    runner.train(detection, config, export_model=False)
+    (run,) = (tmp_path / "runs" / "detection").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    bar = record["baseline"]["map50"] + 0.3
+    assert record["metrics"]["map50"] >= bar > untrained_metrics(config)["map50"]
+
+
+FRCNN_EPOCHS = 6
+
+
+# === Real data: BCCD ===
+
+
+def test_bccd_map_beats_the_baseline(shared_data, tmp_path):
+    """BCCD (its own splits 205 / 87 / 72), YOLOv2: mAP@0.5 at least 0.3 above the mean-box
+    baseline; the same network untrained is below that bar. Measured at 160 pixels and 4 epochs, seeds
+    0 / 1 / 2: mAP@0.5 0.421 / 0.413 / 0.433 (baseline 0.001, untrained 0.000), training 36-48 s each on
+    the loaded 2-core host (256 pixels and 7 epochs took 94 s through the CLI).
+
+    Trained without the export (`export_model=False`): the demo tests cover the export.
+    """
+    from tasks.core import runner
+
+    config = detection.Config(data=str(shared_data / "bccd"), image_size=BCCD_SIZE, epochs=BCCD_EPOCHS, flip=True,
+                              vertical_flip=True, scale_jitter=0.2, verbose=0, runs_dir=str(tmp_path / "runs"),
+                              export_dir=str(tmp_path / "saved_models"))
+    runner.train(detection, config, export_model=False)
     (run,) = (tmp_path / "runs" / "detection").iterdir()
     record = json.loads((run / "metrics.json").read_text())
     info = json.loads((run / "info.json").read_text())
     assert (info["num_train"], info["num_validation"], info["num_test"]) == (205, 87, 72)
     assert info["boxes_dropped"] == 2  # BCCD's two degenerate boxes
-    # The margin: mAP@0.5 at least `margin` above the mean-box baseline's.
-    assert record["metrics"]["map50"] > record["baseline"]["map50"] + margin
-    assert (tmp_path / "saved_models" / "detection" / "1" / "saved_model.pb").is_file()  # reload-checked export
+    bar = record["baseline"]["map50"] + BCCD_MARGIN
+    assert record["metrics"]["map50"] >= bar > untrained_metrics(config)["map50"]
+
+
+BCCD_SIZE, BCCD_EPOCHS, BCCD_MARGIN = 160, 4, 0.3

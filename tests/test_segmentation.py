@@ -1,5 +1,6 @@
 """Semantic segmentation: metrics and loss with the ignore label, the mask readers, every bad
-input, the demo end to end (CLI, export reloaded in a fresh process, predict) and membrane."""
+input, the demo trained once (an untrained control, export reloaded in a fresh process against numpy
+tiling, predict) and membrane's Dice above its majority baseline."""
 
 import json
 import os
@@ -21,8 +22,6 @@ from tests import helpers
 from tests.helpers import assert_one_line_error
 
 IGNORE = masks.IGNORE
-# The demo in seconds: a narrow, shallow U-Net for 3 epochs.
-QUICK = ["--epochs", "3", "--width", "8", "--depth", "3", "--learning-rate", "0.005", "--verbose", "2"]
 
 
 # === Metrics and loss ===
@@ -243,37 +242,80 @@ def test_bad_input_through_the_real_cli(tmp_path):
 # === The demo end to end ===
 
 
+def untrained_metrics(config):
+    """The test metrics of the model `config` builds, on the same split, without a training step."""
+    from tasks.core import runner
+    from tasks.core import training
+
+    training.setup(config)
+    data = runner.load_data(segmentation, config)
+    return segmentation.evaluate(segmentation.build_model(config, data.info), data, config)
+
+
+def demo_config(workdir):
+    """The demo in seconds: a narrow, shallow U-Net for 3 epochs."""
+    return segmentation.Config(epochs=3, width=8, depth=3, learning_rate=0.005, verbose=0,
+                               runs_dir=str(workdir / "runs"), export_dir=str(workdir / "saved_models"))
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """One training run on the demo shapes (in process), its run folder and its export."""
     workdir = tmp_path_factory.mktemp("demo")
-    result = helpers.run_cli("segmentation", "train", *QUICK, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    config = demo_config(workdir)
+    segmentation.train(config)
     (run,) = (workdir / "runs" / "segmentation").iterdir()
-    return workdir, run
+    return workdir, run, config
 
 
-@pytest.mark.subprocess
 def test_demo_learns_several_classes_with_void(demo_run):
-    workdir, run = demo_run
+    """mIoU >= 0.7 and 0.4 above the majority baseline, every class above 0.5; untrained: below both."""
+    _, run, config = demo_run
     record = json.loads((run / "metrics.json").read_text())
     metrics_, baseline = record["metrics"], record["baseline"]
     assert set(metrics_["per_class_iou"]) == {"background", "circle", "square", "triangle"}
-    assert metrics_["miou"] >= 0.7 and metrics_["miou"] > baseline["miou"] + 0.4
+    bar = max(0.7, baseline["miou"] + 0.4)
+    assert metrics_["miou"] >= bar > untrained_metrics(config)["miou"]
     assert all(value > 0.5 for value in metrics_["per_class_iou"].values())
     for name in ["model.keras", "info.json", "plots/training_curves.png", "plots/segmentation_examples.png"]:
         assert (run / name).is_file(), name
 
 
+def tiled_probabilities(model, image, tile):
+    """Whole-image probabilities from tile x tile windows, in numpy: windows every 3/4 tile, the last
+    flush with the border, blended with a tent weight (1 at the border rows, highest at the centre);
+    the image is at least a tile in each direction."""
+    height, width = image.shape[:2]
+    stride = tile - tile // 4
+
+    def starts(size):
+        return sorted({min(start, size - tile) for start in range(0, size - tile + stride, stride)})
+
+    ramp = np.minimum(np.arange(tile) + 1, tile - np.arange(tile)).astype(np.float64)
+    tent = np.outer(ramp, ramp)
+    weight = np.zeros((height, width))
+    total = np.zeros((height, width, model.output_shape[-1]))
+    for top in starts(height):
+        for left in starts(width):
+            window = image[top:top + tile, left:left + tile].astype("float32")
+            logits = np.asarray(model(window[None], training=False), np.float64)[0]
+            probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+            probabilities /= probabilities.sum(-1, keepdims=True)
+            total[top:top + tile, left:left + tile] += probabilities * tent[..., None]
+            weight[top:top + tile, left:left + tile] += tent
+    return total / weight[..., None]
+
+
 @pytest.mark.subprocess
 def test_export_in_a_fresh_process_gives_the_keras_masks(demo_run, tmp_path):
-    workdir, run = demo_run
+    workdir, run, _ = demo_run
     version = workdir / "saved_models" / "segmentation" / "1"
     assert (version / "assets" / "labels.txt").read_text().split() == ["background", "circle", "square", "triangle"]
     data = masks.demo_shapes(num_train=1, num_test=3, seed=5)
     crop_sized = np.stack(data.splits["test"].images)  # (3, 64, 64, 3): one tile each
     large = np.concatenate([crop_sized[0], crop_sized[1]], axis=1)[:, :100]  # (64, 100, 3): tiled
     np.save(tmp_path / "images.npy", crop_sized)
-    (tmp_path / "large.png").write_bytes(tf.io.encode_png(large).numpy())
+    Image.fromarray(large).save(tmp_path / "large.png")
     script = (
         "import sys, numpy as np, tensorflow as tf\n"
         "m = tf.saved_model.load(sys.argv[1])\n"
@@ -287,15 +329,17 @@ def test_export_in_a_fresh_process_gives_the_keras_masks(demo_run, tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     expected = np.argmax(model.predict(crop_sized.astype("float32"), verbose=0), axis=-1)
     np.testing.assert_array_equal(out["a"], expected)
+    # The PNG decoded by PIL, tiled in numpy, each window through the Keras model.
     info = json.loads((run / "info.json").read_text())
-    tiled = segmentation.segmenter(model, info)(tf.constant(large))
+    decoded = np.asarray(Image.open(tmp_path / "large.png").convert("RGB"))
+    assert info["crop_size"] == 64 and not info["image_size"]
+    tiled = np.argmax(tiled_probabilities(model, decoded, info["crop_size"]), axis=-1)
     assert (out["h"][0], out["w"][0]) == (64, 100)  # the original size
-    np.testing.assert_array_equal(out["b"][0], np.argmax(tiled.numpy(), axis=-1))
+    assert np.mean(out["b"][0] != tiled) < 1e-3  # float32 against float64 blending: at most a near-tie pixel
 
 
-@pytest.mark.subprocess
 def test_predict_writes_overlays_and_rejects_a_corrupt_file(demo_run, tmp_path, capsys):
-    workdir, _ = demo_run
+    workdir, _, _ = demo_run
     picture = tmp_path / "shapes.png"
     Image.fromarray(masks.demo_shapes(num_train=1, num_test=1, size=80).splits["test"].images[0]).save(picture)
     model_root = workdir / "saved_models" / "segmentation"
@@ -311,22 +355,31 @@ def test_predict_writes_overlays_and_rejects_a_corrupt_file(demo_run, tmp_path, 
 
 # === Real data ===
 
-# The CI recipe on ISBI membrane (measured: see README). Slices 25-29 are the test split.
-MEMBRANE = [
-    "--class-map", "0:membrane,255:cell", "--test-names", "25-29", "--validation-fraction", "0",
-    "--crop-size", "128", "--crops-per-image", "8", "--flip", "--rotate90", "--loss", "ce_dice",
-    "--epochs", "3", "--width", "16", "--depth", "4", "--verbose", "2",
-]
+# ISBI membrane, slices 25-29 the test split; 3 epochs of 8 crops per slice (2 epochs: Dice 0.905 on seed 2).
+MEMBRANE = dict(class_map="0:membrane,255:cell", test_names="25-29", validation_fraction=0.0, crop_size=128,
+                crops_per_image=8, flip=True, rotate90=True, loss="ce_dice", epochs=3, width=16, depth=4)
 
 
-@pytest.mark.slow
-@pytest.mark.subprocess
 def test_membrane_dice_beats_the_baseline(shared_data, tmp_path):
-    result = helpers.run_cli("segmentation", "train", "--data", shared_data / "membrane", *MEMBRANE, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    """Dice of the cell class at least 0.92, 0.03 above the majority baseline (every pixel a cell: Dice
+    0.890); the same U-Net untrained is below the bar. Measured, seeds 0 / 1 / 2: Dice 0.944 / 0.943 /
+    0.939, mIoU 0.76 / 0.77 / 0.75 (baseline 0.40), untrained Dice 0.739 / 0.252 / 0.418; 42-54 s each
+    on the loaded 2-core host.
+
+    Trained without the export (`export_model=False`): the demo tests cover the export.
+    """
+    from tasks.core import runner
+
+    config = segmentation.Config(data=str(shared_data / "membrane"), runs_dir=str(tmp_path / "runs"),
+                                 export_dir=str(tmp_path / "saved_models"), verbose=0, **MEMBRANE)
+    runner.train(segmentation, config, export_model=False)
     (run,) = (tmp_path / "runs" / "segmentation").iterdir()
     record = json.loads((run / "metrics.json").read_text())
     assert json.loads((run / "info.json").read_text())["test_names"] == ["25", "26", "27", "28", "29"]
-    assert record["metrics"]["dice"] >= 0.85
-    assert record["metrics"]["dice"] > record["baseline"]["dice"]
+    assert record["baseline"]["dice"] == pytest.approx(0.890, abs=0.005)
+    assert MEMBRANE_BAR >= record["baseline"]["dice"] + 0.03
+    assert record["metrics"]["dice"] >= MEMBRANE_BAR > untrained_metrics(config)["dice"]
     assert record["metrics"]["miou"] > record["baseline"]["miou"] + 0.2
+
+
+MEMBRANE_BAR = 0.92
