@@ -27,7 +27,7 @@ Scoring, one graph for evaluation and export (every score at row t uses rows up 
   see single rows) is compared with the mean and standard deviation of the errors of the
   `--history` rows before (a rolling Gaussian, like NAB's anomaly likelihood); the score is the
   log-scaled tail probability, `log(Q(z) + 1e-10) / log(1e-10)` in [0, 1]; it is exported as
-  `network_score` and fused only with `--network-score true` (or `--statistics ''`);
+  `network_score` and fused only with `--network-score` (or `--statistics ''`);
 - `--statistics` statistical detectors, on the same scale: `zscore` (the value against the mean
   and deviation of the `--history` rows before it, two-sided tail), `seasonal` (the residual of
   the seasonal-naive forecast x_{t-P}, P the autocorrelation peak of the probationary period,

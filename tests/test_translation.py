@@ -169,11 +169,14 @@ def test_bad_data_fails_before_anything_is_written(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_cli_predict_prints_one_line_per_input(demo_export, capsys):
+@pytest.mark.subprocess
+def test_cli_predict_prints_one_line_per_input(demo_export):
+    # A fresh process, as a user runs it: exports loaded earlier in this process share the
+    # SentencePiece op's resource name, and a collected one takes the resource with it.
     workdir, _, _ = demo_export
     model_dir = workdir / "saved_models" / "translation"
-    result = helpers.run_in_process(tr, capsys, workdir, "predict", "--model", model_dir, "--beam-width", "2",
-                                    "Jan 5 1999")
+    result = helpers.run_cli("translation", "predict", "--model", model_dir, "--beam-width", "2", "Jan 5 1999",
+                             cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.strip().splitlines()) == 1
 
