@@ -40,6 +40,6 @@ def pytest_runtest_makereport(item, call):
     if seconds > BUDGET_SECONDS:
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.nodeid} took {seconds:.0f} s (setup included), over the {BUDGET_SECONDS:.0f} s budget of "
+            f"{item.nodeid} took {seconds:.1f} s (setup included), over the {BUDGET_SECONDS:g} s budget of "
             "an unmarked test: make it cheaper, or mark it @pytest.mark.slow with a one-line reason."
         )
