@@ -2,7 +2,9 @@
 
 import os
 import pathlib
+import time
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -12,7 +14,26 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("APPLIED_DL_DATA", REPO.parent / "shared" / "data"))
 # A test (its setup included: a shared training fixture counts for the first test that uses it)
 # that takes longer than this carries @pytest.mark.slow with a one-line reason, or the run fails.
-BUDGET_SECONDS = float(os.environ.get("TEST_BUDGET_SECONDS", "60"))
+# 60 s on a host whose cores multiply float32 matrices at REFERENCE_GFLOPS or faster; hosts differ
+# up to 3x, so a slower host gets a proportionally longer budget.
+REFERENCE_GFLOPS = 100.0
+
+
+def matmul_gflops(size=1024, repeats=7):
+    """Best-of-`repeats` rate of one size x size float32 NumPy matmul (2 n^3 FLOPs), in GFLOP/s."""
+    matrix = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matrix @ matrix
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+if "TEST_BUDGET_SECONDS" in os.environ:
+    BUDGET_SECONDS = float(os.environ["TEST_BUDGET_SECONDS"])
+else:
+    BUDGET_SECONDS = 60.0 * max(1.0, REFERENCE_GFLOPS / matmul_gflops())
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +45,10 @@ def shared_data():
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+def pytest_report_header(config):
+    return f"per-test budget of unmarked tests: {BUDGET_SECONDS:.0f} s"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -220,6 +220,7 @@ FRCNN_EPOCHS = 6
 # === Real data: BCCD ===
 
 
+@pytest.mark.slow  # real BCCD training, 40-60 s on two cores; the demo bars keep the fast lane's proof
 def test_bccd_map_beats_the_baseline(shared_data, tmp_path):
     """BCCD (its own splits 205 / 87 / 72), YOLOv2: mAP@0.5 at least 0.3 above the mean-box
     baseline; the same network untrained is below that bar. Measured at 160 pixels and 4 epochs, seeds

@@ -327,6 +327,7 @@ def bbc_subset(shared_data, folder, counts):
     return folder
 
 
+@pytest.mark.slow  # real BBC News training, about 30 s; the demo bar keeps the fast lane's proof
 def test_bbc_news_extractive_beats_lead_k_by_a_margin_its_untrained_control_does_not(shared_data, tmp_path):
     """BBC News: 600 training articles, 2 epochs, k chosen on 40 validation articles, 60 test articles.
 
