@@ -25,14 +25,14 @@ from applications import fcn  # noqa: E402,F401
 from applications import unet  # noqa: E402,F401
 from applications import gpt  # noqa: E402,F401
 from applications import lstm_lm  # noqa: E402,F401
-from applications import autoencoder  # noqa: E402,F401
+from applications import series  # noqa: E402,F401
 from applications import text_classifiers  # noqa: E402,F401
 from applications import bert  # noqa: E402,F401
 from applications import mpnn  # noqa: E402,F401
 from applications import yolo  # noqa: E402,F401
 from applications import rpn  # noqa: E402,F401
 from applications import transformer  # noqa: E402,F401
-from applications import seq2seq  # noqa: E402,F401
+from applications import rnn_attention  # noqa: E402,F401
 from applications import dcgan  # noqa: E402,F401
 from applications import vae  # noqa: E402,F401
 from applications import airbench  # noqa: E402,F401

@@ -62,9 +62,9 @@ import numpy as np
 import tensorflow as tf
 
 import applications
-from applications import autoencoder as series_networks
+from applications import series as series_networks
 from tasks.core import cli
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner

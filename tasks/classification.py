@@ -32,7 +32,7 @@ import tensorflow as tf
 import applications
 from tasks.core import augment
 from tasks.core import cli
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import finetune
 from tasks.core import plots

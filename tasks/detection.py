@@ -38,7 +38,7 @@ from PIL import ImageDraw
 import applications
 from applications import yolo as yolo_family
 from tasks.core import cli
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner

@@ -40,7 +40,7 @@ from PIL import Image
 
 from tasks import classification
 from tasks.core import cli
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner

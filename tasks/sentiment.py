@@ -54,7 +54,7 @@ from applications import bert as bert_family
 from applications import text_classifiers
 from tasks.core import cli
 from tasks.core import config as config_lib
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner

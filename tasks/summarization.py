@@ -11,18 +11,18 @@ Usage:
     python -m tasks.summarization evaluate                               # the same flags find the run
     python -m tasks.summarization predict article.txt "Full text of a report ..." --sentences 4
 
-Data (`tasks.data.parallel`): CSV with document and summary columns (named by the flags or found:
+Data (`tasks.data.pairs`): CSV with document and summary columns (named by the flags or found:
 `document,summary`, CNN/DailyMail's `article,highlights`, …; a file, a folder of train/valid/test
 CSVs, or a zip of them read in place: the BBC News Summary set), JSON lines with the same keys,
 folders of article and summary files with the same names, `tfds:cnn_dailymail`, or `demo`. A source without
 splits is split 80/10/10 (`--validation-fraction` each, seeded).
 
 Models:
-- `extractive_summarizer` (default; `tasks.extractive`): documents split into sentences and
+- `extractive_summarizer` (default; `tasks.families.extractive`): documents split into sentences and
   hashed words inside the graph (`--max-sentences` × `--max-sentence-tokens`, `--hash-buckets`);
   one logit per sentence; labels: the sentences found in the reference; the summary is the top
   `--summary-sentences` sentences in document order (0: the k in 1-15 best on validation).
-- `transformer_seq2seq`, `gru_attention`, `lstm_attention` (`tasks.seq2seq`): one SentencePiece
+- `transformer_seq2seq`, `gru_attention`, `lstm_attention` (`tasks.families.seq2seq`): one SentencePiece
   BPE model for documents and summaries; documents longer than `--max-source-length` tokens are
   truncated (the lead is kept); summaries longer than `--max-target-length` are truncated for
   training by default (`--over-length`), never for scoring; token cross-entropy (teacher forcing);
@@ -40,15 +40,15 @@ The SavedModel's `serving_default` summarizes `text` (B,) → `summary` and `tru
 import dataclasses
 import sys
 
-from tasks import extractive
-from tasks import seq2seq
+from tasks.families import extractive
+from tasks.families import seq2seq
 from tasks.core import cli
 from tasks.core import export
 from tasks.core import runner
 from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.metrics import text as text_metrics
 
 KIND = ("extractive", "seq2seq")  # the applications registry kind(s) --model names

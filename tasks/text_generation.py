@@ -37,7 +37,7 @@ import tensorflow as tf
 from applications import gpt as gpt_family
 from applications import lstm_lm as lstm_family
 from tasks.core import cli
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner

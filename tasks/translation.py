@@ -13,7 +13,7 @@ Usage:
     python -m tasks.translation predict "the third of may, two thousand and one" "Jan 5 1999"
     python -m tasks.translation predict --model saved_models/translation --beam-width 4 sentences.txt
 
-Data (`tasks.data.parallel`): a folder of parallel files (`train.de.gz` + `train.en.gz`, Moses
+Data (`tasks.data.pairs`): a folder of parallel files (`train.de.gz` + `train.en.gz`, Moses
 `train.de` + `train.en`, …, or `de.train.txt` + `en.train.txt`), a TSV of pairs (Tatoeba/Anki
 `eng<TAB>spa<TAB>…`) or the Anki `.zip` holding one, JSON lines (`{"translation": {"de": …, "en":
 …}}`, a file or `train.jsonl` …), `tfds:` names, or `demo`. A source without splits is split 80/10/10 (`--validation-fraction` each, seeded).
@@ -32,12 +32,12 @@ skipped (predict says which).
 import dataclasses
 import sys
 
-from tasks import seq2seq
+from tasks.families import seq2seq
 from tasks.core import cli
 from tasks.core import export
 from tasks.core import runner
 from tasks.core.config import option
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.metrics import text as text_metrics
 
 KIND = seq2seq.KIND  # the applications registry kind --model names

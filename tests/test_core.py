@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tasks.core import config as config_lib
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import training
 from tasks.core.config import TrainConfig

@@ -161,7 +161,7 @@ def test_not_a_detection_dataset(tmp_path):
 def test_tfds_voc_reader(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from tasks.core import data as data_lib
+    from tasks.core import pipeline as data_lib
 
     features = tfds.features.FeaturesDict({
         "image": tfds.features.Image(shape=(None, None, 3)),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tasks.core.errors import UserError
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.data import series
 from tasks.data import text
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tasks import anomaly_detection
-from tasks import seq2seq
+from tasks.families import seq2seq
 from tasks import sentiment
 from tasks.core import export
 from tasks.core import runner

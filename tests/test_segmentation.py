@@ -168,7 +168,7 @@ def test_demo_has_several_classes_and_void():
 def test_tfds_pets_reader_maps_the_trimap(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from tasks.core import data as data_lib
+    from tasks.core import pipeline as data_lib
 
     # The pets' features and trimap values (1 pet, 2 background, 3 border), without a download.
     features = tfds.features.FeaturesDict({

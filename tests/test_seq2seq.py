@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks import seq2seq
+from tasks.families import seq2seq
 from tasks import summarization
 from tasks import translation
 from tasks.core.errors import UserError
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.data import tokenizers
 from tasks.metrics import text as text_metrics
 

@@ -24,12 +24,12 @@ import pytest
 import tensorflow as tf
 
 import applications
-from tasks import extractive
+from tasks.families import extractive
 
-from tasks import seq2seq
+from tasks.families import seq2seq
 from tasks import summarization as sm
 from tasks.core.errors import UserError
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.metrics import text as text_metrics
 from tests import helpers
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 from tasks.data import text
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks import seq2seq
+from tasks.families import seq2seq
 from tasks import translation as tr
 from tasks.core import cli
 from tasks.core.errors import UserError

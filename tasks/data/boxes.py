@@ -123,7 +123,7 @@ def read(source, class_names=None, skip_bad=False, verbose=True):
     Returns:
         A `BoxData`.
     """
-    from tasks.core import data as data_lib
+    from tasks.core import pipeline as data_lib
 
     kind, value = data_lib.source(str(source))
     if kind == "demo":
@@ -723,7 +723,7 @@ def clean_boxes(boxes, width, height):
 
 def read_tfds(name, data_dir=None):
     """A TFDS detection dataset with `objects/bbox` and `objects/label` (voc, coco, ...) as `BoxData`."""
-    from tasks.core import data as data_lib
+    from tasks.core import pipeline as data_lib
 
     splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
     features = info.features

@@ -46,7 +46,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 from tasks.data import images as image_readers
 

@@ -49,7 +49,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 
 # === RDKit featurization ===

@@ -36,7 +36,7 @@ import pathlib
 
 import numpy as np
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet", "utterance")

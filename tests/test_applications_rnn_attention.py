@@ -1,4 +1,4 @@
-"""Tests for the encoder–decoder builders (`applications.transformer`, `applications.seq2seq`).
+"""Tests for the encoder–decoder builders (`applications.transformer`, `applications.rnn_attention`).
 
 Each builder is built small, predicted on arrays and `tf.data`, trained one step, round-tripped
 through a `.keras` file; its `encoder` and `decoder` parts, run apart as decoding runs them, give
@@ -86,7 +86,7 @@ def test_decoder_is_causal_and_ignores_source_padding(name):
 def test_bad_sizes_fail_with_the_received_values():
     with pytest.raises(ValueError, match="embed_dim=10, num_heads=4"):
         applications.get("transformer_seq2seq")(10, 10, embed_dim=10, num_heads=4)
-    from applications import seq2seq
+    from applications import rnn_attention as rnn_family
 
     with pytest.raises(ValueError, match="cell='rnn'"):
-        seq2seq.rnn_attention(10, 10, cell="rnn")
+        rnn_family.rnn_attention(10, 10, cell="rnn")

@@ -30,7 +30,7 @@ def objective(model):
         return "forecast"
     if "reconstruction" in names:
         return "reconstruction"
-    raise ValueError(f"Model {model.name!r} is not a series network of applications.autoencoder "
+    raise ValueError(f"Model {model.name!r} is not a series network of applications.series "
                      "(no 'forecast' or 'reconstruction' layer).")
 
 

@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tasks import seq2seq
-from tasks.core import data as data_lib
+from tasks.families import seq2seq
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import training
 from tasks.core.errors import UserError
@@ -63,7 +63,7 @@ def is_extractive(config_or_info):
 
 def split_sentences(texts):
     """Texts (B,) tf.string → sentences, a ragged (B, None) tf.string, stripped, empty ones dropped:
-    `tasks.data.parallel.split_sentences` (lead-3's) in graph ops, held equal to it by a test."""
+    `tasks.data.pairs.split_sentences` (lead-3's) in graph ops, held equal to it by a test."""
     text = tf.strings.regex_replace(texts, "\r", "")
     text = tf.strings.regex_replace(text, r"([.!?][\"']?)[ \t]+", "\\1" + SEPARATOR)
     text = tf.strings.regex_replace(text, r"([a-z][.!?])([a-z])", "\\1" + SEPARATOR + "\\2")

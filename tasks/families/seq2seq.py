@@ -1,7 +1,7 @@
 """Sequence to sequence, the core shared by `tasks.translation` and `tasks.summarization`.
 
 Not a task itself: the two task modules read their own formats into text pairs
-(`tasks.data.parallel`) and score with their own metrics (`tasks.metrics.text`); everything else
+(`tasks.data.pairs`) and score with their own metrics (`tasks.metrics.text`); everything else
 is here, written once:
 
 - Pairs → splits (carved, seeded, when a source has none) → SentencePiece learned on the training
@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import training
@@ -44,7 +44,7 @@ from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
-from tasks.data import parallel
+from tasks.data import pairs as parallel
 from tasks.data.tokenizers import END_ID
 from tasks.data.tokenizers import PAD_ID
 from tasks.data.tokenizers import START_ID
@@ -256,7 +256,7 @@ def load_data(config, splits, saved=None):
 
     Args:
         config: Seq2SeqConfig.
-        splits: dict. `{split: tasks.data.parallel.Pairs}` as a reader returns them.
+        splits: dict. `{split: tasks.data.pairs.Pairs}` as a reader returns them.
         saved: dict or None. The info of this config's run, when it exists (a resumed run,
             `evaluate`): its tokenizers are kept instead of learned again.
     """

@@ -51,7 +51,7 @@ import zipfile
 
 import numpy as np
 
-from tasks.core import data as data_lib
+from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 
 VALIDATION_NAMES = ("val", "valid", "validation", "dev")
@@ -616,7 +616,7 @@ def demo_reports(num_pairs=4_000, seed=0):
 def split_sentences(text):
     """Sentences of a text: lines, then after `.`/`!`/`?` (and a closing quote) and a space, or glued
     between lower-case words (`so.mr`, as in the lower-cased BBC summaries). The extractive model's
-    in-graph `tasks.extractive.split_sentences` is the same rule in RE2 (no lookbehind); a test
+    in-graph `tasks.families.extractive.split_sentences` is the same rule in RE2 (no lookbehind); a test
     holds the two equal on every BBC article."""
     sentences = []
     for line in text.split("\n"):

@@ -1,4 +1,4 @@
-"""Tests for the series networks (`applications.autoencoder`): build, predict, one fit step, `.keras` round trip."""
+"""Tests for the series networks (`applications.series`): build, predict, one fit step, `.keras` round trip."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import applications
-from applications import autoencoder
+from applications import series as series_networks
 
 WINDOW = 32
 CASES = [
@@ -28,7 +28,7 @@ def windows(batch_size=4, seed=0):
 def test_build_predict_fit_and_round_trip(name, sizes, width, kind, tmp_path):
     keras.utils.set_random_seed(0)
     model = applications.get(name)(window_length=WINDOW, **sizes)
-    assert model.name == name and autoencoder.objective(model) == kind
+    assert model.name == name and series_networks.objective(model) == kind
     series = windows()
     x = series[:, :WINDOW]
     y = x if kind == "reconstruction" else series[:, WINDOW:WINDOW + width]
@@ -46,11 +46,11 @@ def test_build_predict_fit_and_round_trip(name, sizes, width, kind, tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-5)
-    assert autoencoder.objective(restored) == kind
+    assert series_networks.objective(restored) == kind
 
 
 def test_forecaster_is_causal_inside_its_window_and_reads_the_last_step():
-    model = autoencoder.conv_forecaster(window_length=WINDOW, filters=8)
+    model = series_networks.conv_forecaster(window_length=WINDOW, filters=8)
     x = windows()[:, :WINDOW]
     changed = x.copy()
     changed[:, -1] += 1.0  # the newest value must change the forecast
@@ -59,6 +59,6 @@ def test_forecaster_is_causal_inside_its_window_and_reads_the_last_step():
 
 def test_builders_check_their_arguments():
     with pytest.raises(ValueError, match="multiple of 4"):
-        autoencoder.conv_autoencoder(window_length=30)
+        series_networks.conv_autoencoder(window_length=30)
     with pytest.raises(ValueError, match="not a series network"):
-        autoencoder.objective(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]))
+        series_networks.objective(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]))
