@@ -43,7 +43,6 @@ import dataclasses
 import datetime
 import gzip
 import io
-import json
 import pathlib
 import re
 import sys
@@ -53,6 +52,7 @@ import numpy as np
 
 from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
+from tasks.data import text as text_readers
 
 VALIDATION_NAMES = ("val", "valid", "validation", "dev")
 DOCUMENT_COLUMNS = ("document", "article", "text", "story", "content", "body", "source")
@@ -255,20 +255,7 @@ def read_anki_zip(path, reverse=False, skip_bad=False):
 
 def _json_lines(path):
     """[(line number, object)] of a JSON-lines file (blank lines skipped); bad JSON is a `UserError`."""
-    records = []
-    for number, line in enumerate(_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path}:{number}: not valid JSON ({error.msg}); JSON lines hold one object a line.")
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object, found {type(record).__name__}.")
-        records.append((number, record))
-    if not records:
-        raise UserError(f"{path}: no JSON objects in it.")
-    return records
+    return text_readers.json_records(path, _lines(path))
 
 
 def read_jsonl_translation(path, source_lang="", target_lang="", reverse=False, skip_bad=False):

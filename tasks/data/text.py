@@ -301,11 +301,11 @@ def _guess(names, candidates, first_row, path, what):
     return found[0] if found else None
 
 
-def read_jsonl(path, encoding="utf-8", text_column="", label_column="", skip_bad=False):
-    """(texts, labels, wheres, skipped) of a JSON-lines file; keys guessed as CSV columns are."""
-    path = pathlib.Path(path)
+def json_records(path, lines):
+    """[(line number, object)] of the lines of a JSON-lines file (blank lines skipped); a line that
+    is not a JSON object is a `UserError` naming `path` and the line."""
     records = []
-    for number, line in enumerate(split_lines(read_text(path, encoding)), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -317,6 +317,13 @@ def read_jsonl(path, encoding="utf-8", text_column="", label_column="", skip_bad
         records.append((number, record))
     if not records:
         raise UserError(f"{path}: no JSON objects in it.")
+    return records
+
+
+def read_jsonl(path, encoding="utf-8", text_column="", label_column="", skip_bad=False):
+    """(texts, labels, wheres, skipped) of a JSON-lines file; keys guessed as CSV columns are."""
+    path = pathlib.Path(path)
+    records = json_records(path, split_lines(read_text(path, encoding)))
     keys = list(records[0][1])
     lower = [key.strip().lower() for key in keys]
     chosen = []
