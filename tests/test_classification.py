@@ -373,12 +373,17 @@ def test_unknown_config_key(tmp_path, capsys):
     assert_one_line_error(result, "lerning_rate", "run.yaml")
 
 
-def test_corrupt_image_folder_names_the_file(tmp_path, capsys):
+def write_pets_with_a_bad_file(root):
+    """Class folders cat/ and dog/ of three 8x8 PNGs each, and a truncated dog/bad.jpg."""
     for name in ["cat", "dog"]:
-        (tmp_path / "pets" / name).mkdir(parents=True)
+        (root / name).mkdir(parents=True)
         for index in range(3):
-            Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(tmp_path / "pets" / name / f"{index}.png")
-    (tmp_path / "pets" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+            Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(root / name / f"{index}.png")
+    (root / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+
+
+def test_corrupt_image_folder_names_the_file(tmp_path, capsys):
+    write_pets_with_a_bad_file(tmp_path / "pets")
     result = run_in_process(capsys, tmp_path, "train", "--data", "pets", "--epochs", "1")
     assert_one_line_error(result, "bad.jpg")
     assert not (tmp_path / "runs").exists()
@@ -386,11 +391,7 @@ def test_corrupt_image_folder_names_the_file(tmp_path, capsys):
 
 def test_skip_bad_reads_the_rest_and_counts_the_bad_file(tmp_path, capsys):
     # The data step alone: training on what it returns is the ordinary path, tested above.
-    for name in ["cat", "dog"]:
-        (tmp_path / "pets" / name).mkdir(parents=True)
-        for index in range(3):
-            Image.new("RGB", (8, 8), color=(index * 40, 0, 0)).save(tmp_path / "pets" / name / f"{index}.png")
-    (tmp_path / "pets" / "dog" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    write_pets_with_a_bad_file(tmp_path / "pets")
     config = classification.Config(data=str(tmp_path / "pets"), skip_bad=True, test_fraction=0.34,
                                    validation_fraction=0.0, verbose=2)
     info = classification.load_data(config).info

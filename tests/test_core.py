@@ -191,7 +191,7 @@ def test_export_writes_next_version_with_assets(tmp_path):
     second = export.write("toy", model, _endpoints(model), {}, export_dir=tmp_path)
     assert (first.name, second.name) == ("1", "2")
     assert (first / "assets" / "labels.txt").read_text() == "a\nb\n"
-    assert export.latest(tmp_path / "toy") == second
+    assert export.resolve(tmp_path / "toy") == second
     loaded = tf.saved_model.load(str(second))
     x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.signatures["serving_default"](x=x)["y"], model(x), atol=1e-5)
@@ -231,7 +231,7 @@ def test_export_check_catches_a_saved_model_that_answers_differently(tmp_path, m
 
 def test_latest_without_exports_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no exported model"):
-        export.latest(tmp_path)
+        export.resolve(tmp_path)
 
 
 @dataclasses.dataclass

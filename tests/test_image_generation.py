@@ -138,7 +138,7 @@ def trained(workdir, **overrides):
     config = demo_config(workdir, **overrides)
     model = image_generation.train(config)
     run = image_generation.Run.for_config("image_generation", config)
-    version = export.latest(workdir / "saved_models" / "image_generation")
+    version = export.resolve(workdir / "saved_models" / "image_generation")
     return types.SimpleNamespace(config=config, model=model, run=run.path, export=version,
                                  metrics=json.loads((run.path / "metrics.json").read_text()))
 

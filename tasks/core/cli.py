@@ -8,7 +8,6 @@ mistake prints one line (`error: …`) and exits non-zero; it never prints a tra
 """
 
 import argparse
-import os
 import pathlib
 import sys
 
@@ -92,7 +91,6 @@ def config_from_args(module, args):
 
 def main(module, argv=None):
     """Parses the verb and flags, runs it, and turns user mistakes into one line and an exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = parser_for(module).parse_args(argv)
         if args.verb == "predict":

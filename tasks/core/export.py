@@ -57,11 +57,6 @@ def versions(root):
     return sorted(int(path.name) for path in root.iterdir() if path.name.isdigit())
 
 
-def latest(root):
-    """The newest version folder of an export root (or `root` itself if it is a version)."""
-    return resolve(root)
-
-
 def resolve(root, version=None):
     """The version folder `root/<version>` (the newest when None), or `root` itself if it is one."""
     root = pathlib.Path(root)
