@@ -8,6 +8,8 @@ Every detection builder follows one contract:
   network input (the convention of `tf.image.crop_and_resize` and the NMS ops).
 - Ground truth for the losses is one dense tensor `(B, M, 5)`: M boxes per image, padded, each
   `[y_min, x_min, y_max, x_max, class]` with class -1 for padding.
+- `backbone` is a registry classifier's name, a pretrained backbone's name or a feature
+  extractor model (`segmentation_common.backbone_features`).
 - Each family module provides `losses(model)` (what `compile` takes), and
   `detections(model, outputs, max_detections, iou_threshold, score_threshold)` (decoding and
   NMS inside the graph), so a task never needs to know a head's internals.
@@ -45,13 +47,19 @@ def check_arguments(input_shape, num_classes, multiple):
 
 
 def backbone_features(backbone, input_shape, strides):
-    """The registry classifier `backbone` cut at the output strides it is asked for.
+    """The backbone cut at the output strides it is asked for.
+
+    Args:
+        backbone: str or keras.Model. A registry classifier, a name of `applications.backbones`
+            or a feature-extractor model (see `segmentation_common.backbone_features`).
+        input_shape: tuple. The (size, size, channels) of the network input.
+        strides: list of int. The strides wanted, the one the head cannot do without first.
 
     Returns:
         `(inputs, features)`: the image input and a dict stride -> feature map for each of
         `strides` the backbone reaches (at least the first one, else a ValueError).
     """
-    inputs, features = segmentation_common.backbone_features(backbone, input_shape)
+    inputs, features = segmentation_common.backbone_features(backbone, input_shape, max_stride=max(strides))
     segmentation_common.require_strides(features, strides[:1], backbone, input_shape)
     return inputs, {stride: features[stride] for stride in strides if stride in features}
 

@@ -1,6 +1,7 @@
 """Fully convolutional networks (Long, Shelhamer & Darrell, 2015): FCN-32s, FCN-16s and FCN-8s.
 
-A registry classifier (VGG, ResNet, Xception, ...) without its pooled head is the encoder. A 1x1
+A registry classifier (VGG, ResNet, Xception, ...) without its pooled head, or a pretrained
+backbone (`applications/backbones.py`), is the encoder. A 1x1
 conv scores every class on the stride-32 features; learned transposed convolutions
 ("deconvolution", initialized to bilinear interpolation) upsample the scores. FCN-16s adds the
 scores of the stride-16 features after a 2x upsampling, FCN-8s also those at stride 8 ("skip
@@ -48,7 +49,7 @@ def FCN(finest_stride, input_shape, num_classes, backbone, head_filters, name):
     if finest_stride not in (8, 16, 32):
         raise ValueError(f"`finest_stride` must be 8, 16 or 32. Received: finest_stride={finest_stride}")
     input_shape = segmentation_common.check_arguments(input_shape, num_classes)
-    inputs, features = segmentation_common.backbone_features(backbone, input_shape)
+    inputs, features = segmentation_common.backbone_features(backbone, input_shape, max_stride=32)
     strides = [stride for stride in (32, 16, 8) if stride >= finest_stride]
     segmentation_common.require_strides(features, strides, backbone, input_shape)
 
@@ -74,7 +75,10 @@ def _builder_docstring(variant, skips):
         input_shape: tuple. The (height, width, channels) of the input images; the backbone
             must reach the coarsest stride used. Defaults to (224, 224, 3).
         num_classes: int. The number of classes (>= 2). Defaults to 21.
-        backbone: str. A classifier of the registry used as the encoder. Defaults to "vgg16".
+        backbone: str or keras.Model. The encoder: a classifier of the registry, a pretrained
+            backbone's name (`applications.backbones.names()`) or a feature extractor such as
+            `backbones.feature_extractor(name, input_shape, weights)` (its inputs then in
+            [-1, 1]). Defaults to "vgg16".
         head_filters: int. Width of a 3x3 conv on the stride-32 features before scoring
             (0: none). Defaults to 256.
         name: str. The name of the model. Defaults to "fcn{variant}".

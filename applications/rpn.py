@@ -1,4 +1,4 @@
-"""Two-stage detection, Faster R-CNN style (Ren, He, Girshick & Sun, 2015), on a registry backbone.
+"""Two-stage detection, Faster R-CNN style (Ren, He, Girshick & Sun, 2015), on a registry or pretrained backbone.
 
 Stage one, the Region Proposal Network: a 3x3 conv on the backbone's stride-`stride` features,
 then for each of A anchors per cell (every size x every aspect ratio) an objectness logit and
@@ -295,8 +295,10 @@ def faster_rcnn(
         input_shape: tuple. (size, size, channels), size a multiple of `stride`.
             Defaults to (320, 320, 3).
         num_classes: int. The number of object classes (background excluded). Defaults to 20.
-        backbone: str. A classifier of the registry used as the feature extractor.
-            Defaults to "darknet_tiny".
+        backbone: str or keras.Model. The feature extractor: a classifier of the registry, a
+            pretrained backbone's name (`applications.backbones.names()`) or a feature-extractor
+            model such as `backbones.feature_extractor(name, input_shape, weights)` (its inputs
+            then in [-1, 1]). Defaults to "darknet_tiny".
         stride: int. Output stride of the features both stages use. Defaults to 16.
         anchor_sizes: list of float. Anchor sides as fractions of the input side.
             Defaults to (0.1, 0.2, 0.4).
@@ -327,7 +329,7 @@ def faster_rcnn(
     feature_size = input_shape[0] // stride
     if features.shape[1] != feature_size:
         raise ValueError(
-            f"Backbone '{backbone}' gives a {features.shape[1]}-cell map at stride {stride}, expected "
+            f"Backbone '{getattr(backbone, 'name', backbone)}' gives a {features.shape[1]}-cell map at stride {stride}, expected "
             f"{feature_size} at input_shape={input_shape}; use a size that divides evenly."
         )
 

@@ -9,6 +9,11 @@ Every segmentation builder follows one contract:
 - A `backbone` is a key of the registry: the classifier is built at `input_shape`, and the
   decoder taps its last layer at each output stride (2, 4, 8, 16, 32), found from the layers'
   output shapes, so every classifier family works without a table of layer names.
+- Or a pretrained backbone: a name of `applications.backbones` (built with random weights), or a
+  feature-extractor model such as `backbones.feature_extractor(name, input_shape, weights)`
+  (pixels in [-1, 1] -> the feature maps of its named layers), nested whole as one layer named
+  like the extractor, so `tasks.core.finetune` can freeze it. The caller then maps raw pixels
+  to [-1, 1] (`backbones.preprocess`) in place of its normalization.
 """
 
 import math
@@ -17,6 +22,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from applications import backbones
 from applications import cnn_common
 from applications import registry
 
@@ -36,18 +42,26 @@ def output_stride(input_shape, tensor_shape):
     return 2 ** int(round(math.log2(ratio))) if ratio >= 1 else 1
 
 
-def backbone_features(backbone, input_shape):
-    """A registry classifier cut into its feature pyramid.
+def backbone_features(backbone, input_shape, max_stride=None):
+    """A registry classifier, or a pretrained feature extractor, cut into its feature pyramid.
 
     Args:
-        backbone: str. A key of the applications registry (an image classifier).
+        backbone: str or keras.Model. A key of the applications registry (an image classifier),
+            a name of `applications.backbones`, or a feature-extractor model (see
+            `extractor_features`).
         input_shape: tuple. The (height, width, channels) of the input images.
+        max_stride: int or None. The coarsest stride the caller uses: a feature extractor is cut
+            there, so no layer without a gradient stays in the network. Defaults to None (all).
 
     Returns:
         `(inputs, features)`: the backbone's input tensor and a dict output stride -> the output
         of the last layer at that stride (before the global pool), e.g. {1: .., 2: .., 4: ..,
         8: .., 16: .., 32: ..} for resnet18 at 64 px and more.
     """
+    if isinstance(backbone, keras.Model):
+        return extractor_features(backbone, input_shape, max_stride)
+    if backbone in backbones.names():
+        return extractor_features(backbones.feature_extractor(backbone, input_shape), input_shape, max_stride)
     network = registry.get(backbone)(
         input_shape=input_shape, num_classes=2, classifier_activation=None
     )
@@ -61,10 +75,44 @@ def backbone_features(backbone, input_shape):
     return network.input, features
 
 
+def extractor_features(extractor, input_shape, max_stride=None):
+    """A feature-extractor model nested as one layer: `(inputs, {stride: feature map})`.
+
+    Args:
+        extractor: keras.Model. (B, H, W, C) -> one feature map or a list of them, at distinct
+            strides (e.g. `backbones.feature_extractor`: its named layers at strides 2 ... 32).
+        input_shape: tuple. The extractor's (height, width, channels).
+        max_stride: int or None. Outputs at coarser strides are cut off (a sub-model of the same
+            layers and the same name). Defaults to None.
+    """
+    if tuple(extractor.input_shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"The feature extractor '{extractor.name}' takes {tuple(extractor.input_shape[1:])}, not the "
+            f"network's input_shape={tuple(input_shape)}; build it at that shape."
+        )
+    outputs = list(extractor.outputs)
+    strides = [output_stride(input_shape, output.shape) for output in outputs]
+    if len(set(strides)) != len(strides):
+        raise ValueError(f"The feature extractor '{extractor.name}' gives two maps at one stride: {strides}.")
+    kept = [index for index, stride in enumerate(strides) if max_stride is None or stride <= max_stride]
+    if not kept:
+        raise ValueError(
+            f"The feature extractor '{extractor.name}' has no map at stride {max_stride} or finer "
+            f"(it gives strides {sorted(strides)})."
+        )
+    if len(kept) < len(outputs):  # the same layers up to the coarsest stride used
+        extractor = keras.Model(extractor.inputs, [outputs[index] for index in kept], name=extractor.name)
+    inputs = keras.Input(tuple(input_shape), name="image")
+    maps = extractor(inputs)
+    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
+    return inputs, {strides[index]: feature for index, feature in zip(kept, maps)}
+
+
 def require_strides(features, strides, backbone, input_shape):
     """Raises a ValueError unless the backbone reaches every stride in `strides`."""
     missing = [stride for stride in strides if stride not in features]
     if missing:
+        backbone = getattr(backbone, "name", backbone)  # a feature-extractor model by its name
         raise ValueError(
             f"Backbone '{backbone}' at input_shape={tuple(input_shape)} has no feature map at "
             f"stride {missing[0]} (it reaches {max(features)}); use a larger input (the ImageNet "

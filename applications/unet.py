@@ -7,7 +7,8 @@ features at that level are concatenated, and two 3x3 convs fuse them. A 1x1 conv
 per-pixel class logits. Unlike the paper, convs use "same" padding (and BN), so the output has
 the input's size and no border is lost: the input sides must be multiples of 2^depth.
 
-With `backbone`, a registry classifier replaces the encoder: its last feature map at each
+With `backbone`, a registry classifier or a pretrained backbone (`applications/backbones.py`,
+by name or as a feature-extractor model) replaces the encoder: its last feature map at each
 stride 2^depth, ..., 2, 1 is the skip at that level (a level it does not have, e.g. stride 1
 under a stride-2 stem, just gets no skip).
 
@@ -52,8 +53,8 @@ def plain_encoder(input_shape, width, depth):
 
 
 def backbone_encoder(backbone, input_shape, depth):
-    """A registry classifier as the encoder: the same `(inputs, bottleneck, skips)`."""
-    inputs, features = segmentation_common.backbone_features(backbone, input_shape)
+    """A registry classifier or a feature extractor as the encoder: the same `(inputs, bottleneck, skips)`."""
+    inputs, features = segmentation_common.backbone_features(backbone, input_shape, max_stride=2**depth)
     segmentation_common.require_strides(features, [2**depth], backbone, input_shape)
     skips = [features.get(2**level) for level in range(depth)]
     return inputs, features[2**depth], skips
@@ -79,8 +80,10 @@ def unet(
         num_classes: int. The number of classes (>= 2). Defaults to 2.
         width: int. Filters of the first level, doubled at each level down. Defaults to 64.
         depth: int. The number of 2x downsamplings (and of up-convolutions). Defaults to 4.
-        backbone: str. A classifier of the registry to use as the encoder instead of the plain
-            one ("": the plain U-Net encoder). Defaults to "".
+        backbone: str or keras.Model. The encoder instead of the plain one: a classifier of the
+            registry, a pretrained backbone's name (`applications.backbones.names()`), or a
+            feature extractor such as `backbones.feature_extractor(name, input_shape, weights)`
+            (its inputs then in [-1, 1]); "" is the plain U-Net encoder. Defaults to "".
         dropout_rate: float. Dropout on the bottleneck features. Defaults to 0.0.
         name: str. The name of the model. Defaults to "unet".
 
@@ -99,7 +102,7 @@ def unet(
             f"U-Net with depth {depth} needs input sides that are multiples of {multiple}. "
             f"Received: input_shape={input_shape}"
         )
-    if backbone:
+    if isinstance(backbone, keras.Model) or backbone:
         inputs, x, skips = backbone_encoder(backbone, input_shape, depth)
     else:
         inputs, x, skips = plain_encoder(input_shape, width, depth)

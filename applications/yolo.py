@@ -291,8 +291,10 @@ def yolo_v2(
         num_classes: int. The number of classes. Defaults to 20.
         anchors: list of (width, height). Anchor priors normalized to the input side, e.g.
             from `kmeans_anchors` on the training boxes. Defaults to 5 square priors.
-        backbone: str. A classifier of the registry used as the feature extractor.
-            Defaults to "darknet_tiny".
+        backbone: str or keras.Model. The feature extractor: a classifier of the registry, a
+            pretrained backbone's name (`applications.backbones.names()`) or a feature-extractor
+            model such as `backbones.feature_extractor(name, input_shape, weights)` (its inputs
+            then in [-1, 1]). Defaults to "darknet_tiny".
         stride: int. The grid's output stride (16: a 20x20 grid at 320 px). Defaults to 16.
         head_filters: int. Width of the two 3x3 head convs. Defaults to 128.
         name: str. The name of the model. Defaults to "yolo_v2".

@@ -5,6 +5,8 @@ Usage:
     python -m tasks.detection train --data bccd --image-size 320 --epochs 30 \
         --flip --vertical-flip --scale-jitter 0.2                          # Pascal VOC layout
     python -m tasks.detection train --data bccd --model faster_rcnn --backbone resnet18
+    python -m tasks.detection train --data bccd --image-size 160 --backbone mobilenet_v2 \
+        --weights mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5  # ImageNet start
     python -m tasks.detection train --data coco/annotations/instances_val2017.json
     python -m tasks.detection train --data tfds:voc/2007
     python -m tasks.detection evaluate                                     # the same flags find the run
@@ -15,7 +17,8 @@ CSV (filename,width,height,class,xmin,ymin,xmax,ymax), COCO JSON, YOLO txt or an
 data.yaml, `tfds:voc`, or `demo` (`tasks.data.boxes`); --test-fraction holds out a test split where
 the layout has none. Images are letterboxed (longer side to --image-size, grey padding), with
 box-aware flips and scale jitter (padding or cropping) in training.
-Model: a detection builder of the applications registry on a registry --backbone: `yolo_v2`
+Model: a detection builder of the applications registry on a --backbone, a registry classifier or
+an ImageNet MobileNet (`--weights`, staged fine-tuning: `tasks.core.finetune`): `yolo_v2`
 (anchors from k-means on the training boxes, IoU distance) or `faster_rcnn` (RPN anchors at
 three sizes from k-means on the training boxes and three ratios, proposal NMS, RoI align).
 Each head brings its loss with its target assignment and its decoding; NMS runs in the graph.
@@ -36,8 +39,10 @@ from PIL import Image
 from PIL import ImageDraw
 
 import applications
+from applications import backbones
 from applications import yolo as yolo_family
 from tasks.core import cli
+from tasks.core import finetune
 from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
@@ -63,14 +68,14 @@ GALLERY_MIN_SCORE = 0.3  # detections drawn in the gallery and by predict (all c
 
 
 @dataclasses.dataclass
-class Config(TrainConfig):
+class Config(TrainConfig, finetune.BackboneConfig):
     epochs: int = option(8, "Passes over the training split.", minimum=1)
     batch_size: int = option(16, "Global batch size.", minimum=1)
     learning_rate: float = option(2e-3, "Peak learning rate.", minimum=0.0)
     weight_decay: float = option(5e-4, "Decoupled weight decay (0: off).", minimum=0.0)
     warmup_epochs: float = option(1.0, "Linear warmup before the schedule.", minimum=0.0)
     model: str = model_option("yolo_v2", KIND)
-    backbone: str = option("darknet_tiny", "A registry classifier as the feature extractor (darknet_tiny, resnet18, vgg11, ...).")
+    backbone: str = finetune.backbone_option("darknet_tiny", "The feature extractor")
     image_size: int = option(
         0, f"Network input side; images are letterboxed to it (0: {DEMO_SIZE} for demo, {DEFAULT_SIZE} otherwise).",
         minimum=0,
@@ -257,21 +262,32 @@ def load_data(config):
 
 
 def build_model(config, info):
-    """Normalization + a registry detection network on a registry backbone, compiled with its head's losses."""
+    """Normalization + a registry detection network on its backbone, compiled with its head's losses.
+
+    A pretrained `--backbone` brings its own preprocessing (pixels to [-1, 1]) in place of the
+    data's normalization, and its `--weights`; a registry classifier starts from random weights.
+    """
     head = family(config.model)
-    training.model_builder(config.backbone, "classifier", role="--backbone")
     size = info["image_size"]
-    arguments = {"backbone": config.backbone, "stride": config.stride}
+    shape = (size, size, 3)
+    inputs = keras.Input(shape, name="image")  # float pixels in [0, 255], letterboxed
+    if finetune.check_backbone(config):
+        if backbones.backbone_shape(shape) != shape:
+            raise UserError(f"--backbone {config.backbone} needs --image-size {backbones.MINIMUM_SIDE} or more.")
+        x = backbones.preprocess(inputs, shape)
+        backbone = finetune.feature_extractor(config, shape)  # pixels in [-1, 1] -> strides 2 ... 32
+    else:
+        x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
+        backbone = config.backbone
+    arguments = {"backbone": backbone, "stride": config.stride}
     if head is yolo_family:
         arguments["anchors"] = info["anchors"]
     else:
         arguments.update(anchor_sizes=info["anchor_sizes"], anchor_ratios=info["anchor_ratios"])
     try:
-        network = applications.get(config.model)(input_shape=(size, size, 3), num_classes=info["num_classes"], **arguments)
+        network = applications.get(config.model)(input_shape=shape, num_classes=info["num_classes"], **arguments)
     except ValueError as error:
         raise UserError(f"--model {config.model} --backbone {config.backbone}: {error}")
-    inputs = keras.Input((size, size, 3), name="image")  # float pixels in [0, 255], letterboxed
-    x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
     model = keras.Model(inputs, network(x), name=f"{config.model}_detector")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=head.losses(network))

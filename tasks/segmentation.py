@@ -7,13 +7,16 @@ Usage:
     python -m tasks.segmentation train --data VOCdevkit/VOC2012 --model fcn8s --backbone resnet18 \
         --image-size 256 --crop-size 224
     python -m tasks.segmentation train --data tfds:oxford_iiit_pet --image-size 128
+    python -m tasks.segmentation train --data membrane --class-map 0:membrane,255:cell --crop-size 128 \
+        --backbone mobilenet_v2 --weights mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5
     python -m tasks.segmentation evaluate                                  # the same flags find the run
     python -m tasks.segmentation predict slice.png                         # overlay PNGs in predictions/
 
 Data: image/mask folder pairs matched by file name (greyscale or palette masks, a value -> class
 map), Pascal VOC `SegmentationClass`, `tfds:oxford_iiit_pet`, or `demo` (`tasks.data.masks`).
-Model: a segmentation builder of the applications registry (unet, fcn8s, fcn16s, fcn32s), on
-random crops with joint augmentation. Loss: cross-entropy, Dice or both, void pixels (255)
+Model: a segmentation builder of the applications registry (unet, fcn8s, fcn16s, fcn32s), its
+encoder a registry classifier or an ImageNet MobileNet (`--backbone`, `--weights`, staged
+fine-tuning: `tasks.core.finetune`), on random crops with joint augmentation. Loss: cross-entropy, Dice or both, void pixels (255)
 counting nowhere, optional median-frequency class weights. Metrics: mIoU and per-class IoU,
 pixel accuracy, Dice (binary). Baseline: every pixel is the training set's majority class.
 Inference runs a sliding window of the training crop over images of any size.
@@ -29,7 +32,9 @@ import tensorflow as tf
 from PIL import Image
 
 import applications
+from applications import backbones
 from tasks.core import cli
+from tasks.core import finetune
 from tasks.core import pipeline as data_lib
 from tasks.core import export
 from tasks.core import plots
@@ -52,11 +57,11 @@ BUILDER_ARGUMENTS = ("width", "depth", "backbone")
 
 
 @dataclasses.dataclass
-class Config(TrainConfig):
+class Config(TrainConfig, finetune.BackboneConfig):
     batch_size: int = option(16, "Global batch size of training crops.", minimum=1)
     learning_rate: float = option(3e-3, "Peak learning rate.", minimum=0.0)
     model: str = model_option("unet", KIND)
-    backbone: str = option("", "A registry classifier as the encoder (fcn*: default vgg16; unet: its own).")
+    backbone: str = finetune.backbone_option("", "The encoder (empty: fcn* vgg16, unet its own)")
     width: int = option(16, "U-Net filters at the first level (doubled per level).", minimum=1)
     depth: int = option(4, "U-Net levels (crops must be multiples of 2^depth).", minimum=1)
     class_map: str = option("", "Mask value -> class, e.g. 0:membrane,255:cell (empty: inferred).")
@@ -96,8 +101,6 @@ def read_source(config):
             split.masks = [resize_mask(mask, config.image_size) for mask in split.masks]
     return found
 
-
-read_tfds = mask_readers.read_tfds
 
 
 def conform(image, channels, size=0):
@@ -411,8 +414,7 @@ class SegmentationLoss(keras.losses.Loss):
 def builder_arguments(config, builder):
     """--width/--depth/--backbone for the builders that take them; --backbone elsewhere is an error."""
     accepted = applications.arguments(builder)
-    if config.backbone:
-        training.model_builder(config.backbone, "classifier", role="--backbone")
+    finetune.check_backbone(config)
     if config.backbone and "backbone" not in accepted:
         raise UserError(f"--backbone: --model {config.model} takes no backbone; use fcn8s, fcn16s, fcn32s or unet.")
     return {
@@ -423,13 +425,25 @@ def builder_arguments(config, builder):
 
 
 def build_model(config, info):
-    """Normalization + a registry segmentation network, compiled with the config's loss and optimizer."""
+    """Normalization + a registry segmentation network, compiled with the config's loss and optimizer.
+
+    A pretrained `--backbone` brings its own preprocessing (grey to RGB, pixels to [-1, 1]) in
+    place of the data's normalization, and its `--weights`.
+    """
     builder = training.model_builder(config.model, KIND)
     shape = (info["crop_size"], info["crop_size"], info["channels"])
     inputs = keras.Input(shape, name="image")  # float pixels in [0, 255]
-    x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
+    arguments = builder_arguments(config, builder)
+    if finetune.check_backbone(config):
+        if backbones.backbone_shape(shape)[:2] != shape[:2]:
+            raise UserError(f"--backbone {config.backbone} needs --crop-size {backbones.MINIMUM_SIDE} or more.")
+        x = backbones.preprocess(inputs, shape)
+        shape = backbones.backbone_shape(shape)  # (crop, crop, 3)
+        arguments["backbone"] = finetune.feature_extractor(config, shape)  # pixels in [-1, 1] -> strides 2 ... 32
+    else:
+        x = keras.layers.Normalization(mean=info["mean"], variance=info["variance"], name="normalize")(inputs)
     network = training.build_network(builder, config, input_shape=shape, num_classes=info["num_classes"],
-                                     **builder_arguments(config, builder))
+                                     **arguments)
     model = keras.Model(inputs, network(x), name=f"{config.model}_segmenter")
     steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     model.compile(

@@ -6,6 +6,10 @@
     network = finetune.image_classifier(config, input_shape, num_classes)   # --backbone, --weights
     training.fit(...)   # adds `StagedFinetune` and applies `--init-from` (see `callbacks`, `init_from`)
 
+Detection and segmentation take a registry classifier or a pretrained backbone under the same
+`--backbone` (`backbone_option`, `check_backbone`); a pretrained one enters their heads as a
+`feature_extractor` behind its own preprocessing.
+
 Fine-tuning the field's way: for `--freeze-backbone-epochs N` epochs the backbone is frozen
 (`trainable=False`, which in Keras 3 also runs its batch norm in inference mode, so neither its
 weights nor its moving statistics change), then the whole network trains, the backbone at
@@ -41,8 +45,8 @@ class BackboneConfig:
     )
     weights: str = option(
         "imagenet",
-        "The backbone's weights: imagenet (keras.applications download), the path of a "
-        "keras.applications weights file, or none (random).",
+        f"The pretrained backbone's weights ({', '.join(backbones.names())}): imagenet (keras.applications "
+        "download), the path of a keras.applications weights file, or none (random).",
     )
     freeze_backbone_epochs: int = option(
         1, "Epochs with the pretrained backbone frozen (batch norm in inference mode) before it trains.", minimum=0
@@ -53,8 +57,42 @@ class BackboneConfig:
 
 
 def pretrained(config):
-    """True when the config asks for a backbone with weights (so staged fine-tuning applies)."""
-    return getattr(config, "backbone", "none") != "none" and getattr(config, "weights", "none") != "none"
+    """True when the config asks for a pretrained backbone with weights (so staged fine-tuning applies)."""
+    return getattr(config, "backbone", "none") in backbones.names() and getattr(config, "weights", "none") != "none"
+
+
+def backbone_option(default, role):
+    """The `backbone` field of a task whose networks take a registry classifier or a pretrained
+    backbone: one flag, its help listing both (`role`: what the backbone is to the network)."""
+    import applications
+
+    return option(
+        default,
+        f"{role}: a registry classifier ({', '.join(applications.names('classifier'))}) or an ImageNet "
+        f"backbone ({', '.join(backbones.names())}; see --weights).",
+    )
+
+
+def check_backbone(config):
+    """True when `--backbone` names a pretrained backbone, False for a registry classifier (or none:
+    "" / "none"); an unknown name, or a weights file beside a registry classifier, is a `UserError`."""
+    import applications
+
+    name = config.backbone
+    if name in backbones.names():
+        return True
+    if config.weights not in ("imagenet", "none"):
+        raise UserError(
+            f"--weights {config.weights}: a weights file fits the pretrained backbones "
+            f"({', '.join(backbones.names())}), not --backbone {name}; start a registry network from a run "
+            "with --init-from."
+        )
+    if name in ("", "none") or (name in applications.names() and applications.kind_of(name) == "classifier"):
+        return False
+    raise UserError(
+        f"--backbone {name}: neither a registry classifier ({', '.join(applications.names('classifier'))}) "
+        f"nor a pretrained backbone ({', '.join(backbones.names())})."
+    )
 
 
 # === Weights ===
