@@ -111,81 +111,6 @@ class Config(TrainConfig, augment.AugmentConfig, finetune.BackboneConfig):
 # === Data ===
 
 
-def read_source(config):
-    """The config's data as uint8 arrays: `ImageData(splits, class_names, skipped, layout)`; prints
-    the layout found (`data: label CSV, 600 images, 10 classes`)."""
-    kind, value = data_lib.source(config.data)
-    size = config.image_size or None
-    channels = config.channels or None
-    if kind == "path":
-        found = image_readers.read_images(value, image_size=size, channels=channels, skip_bad=config.skip_bad)
-    else:
-        found = image_readers.demo_digits() if kind == "demo" else read_tfds(value)
-        splits = {name: (conform(x, size, channels), y) for name, (x, y) in found.splits.items()}
-        found = dataclasses.replace(found, splits=splits, layout="demo digits" if kind == "demo" else f"tfds:{value}")
-    if config.verbose:
-        count = sum(len(labels) for _, labels in found.splits.values())
-        print(f"data: {found.layout}, {count} images, {len(found.class_names)} classes")
-    return found
-
-
-def read_tfds(name, data_dir=None):
-    """A TFDS image-classification dataset, materialized as uint8 arrays (small datasets)."""
-    import tensorflow_datasets as tfds
-
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    features = info.features
-    image_key = next((k for k, v in features.items() if isinstance(v, tfds.features.Image)), None)
-    label_key = next((k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)), None)
-    if image_key is None or label_key is None:
-        raise UserError(f"--data tfds:{name} has no image and class-label features; it is not an image-classification dataset.")
-    arrays = {}
-    for split, dataset in splits.items():
-        images, labels = [], []
-        for example in dataset.as_numpy_iterator():
-            images.append(example[image_key])
-            labels.append(int(example[label_key]))
-        shapes = [image.shape for image in images]
-        if len(set(shapes)) > 1:  # resize to the most common shape
-            height, width, channels = max(set(shapes), key=shapes.count)
-            images = [conform(image[None], (height, width), channels)[0] for image in images]
-        arrays["validation" if split in ("val", "validation") else split] = (
-            np.stack(images).astype(np.uint8), np.asarray(labels, np.int32)
-        )
-    if "train" not in arrays:
-        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(arrays)}).")
-    return image_readers.ImageData(splits=arrays, class_names=list(features[label_key].names), skipped=[])
-
-
-def conform(images, size, channels):
-    """Resizes (N, H, W, C) uint8 images to `size` and converts them to `channels`."""
-    if size is not None:
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        if images.shape[1:3] != size:
-            images = tf.image.resize(images, size, antialias=True)
-            images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8).numpy()
-    if channels == 3 and images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    elif channels == 1 and images.shape[-1] == 3:
-        images = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(images, tf.float32))), tf.uint8).numpy()
-    return images
-
-
-def split_test(x, y, config):
-    """Holds out a test split when the data has none.
-
-    Files in their own order (IDX, TFDS) keep it: the last `test_fraction` is the test split
-    (MNIST here: first 8,000 / last 2,000). Class-folder trees list examples class by class, so
-    they are held out at random, per class.
-    """
-    if np.all(np.diff(y) >= 0):
-        keep, held = data_lib.split_indices(y, config.test_fraction, config.seed)
-    else:
-        cut = len(y) - int(round(config.test_fraction * len(y)))
-        keep, held = np.arange(cut), np.arange(cut, len(y))
-    return (x[keep], y[keep]), (x[held], y[held])
-
-
 # Training images whose 2x2 patches set a whitening first layer (airbench uses 5,000).
 PATCH_SAMPLE = 5000
 
@@ -228,15 +153,13 @@ def load_data(config):
         parse_thresholds(config.time_to_accuracy)  # a bad value fails before anything is read
     if config.lookahead >= 1.0:
         raise UserError(f"--lookahead must be in [0, 1) (0: off). Received: lookahead={config.lookahead}")
-    found = read_source(config)
+    found = image_readers.read(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                               config.skip_bad, verbose=bool(config.verbose))
     class_names = list(found.class_names)
     if len(class_names) < 2:
         raise UserError(f"--data {config.data}: classification needs at least 2 classes, found {len(class_names)}.")
     train_x, train_y = found.splits["train"]
-    if "test" in found.splits:
-        test_x, test_y = found.splits["test"]
-    else:
-        (train_x, train_y), (test_x, test_y) = split_test(train_x, train_y, config)
+    test_x, test_y = found.splits["test"]
     if "validation" in found.splits:
         val_x, val_y = found.splits["validation"]
     else:
@@ -523,7 +446,7 @@ def predict(inputs, model_path, output_dir="predictions"):
         titles.append(f"{label} {score:.2f}")
     if shown:
         side = max(image.shape[0] for image in shown)
-        grid = [conform(image[None], side, 3)[0] for image in shown]
+        grid = [image_readers.conform(image[None], side, 3)[0] for image in shown]
         pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)
         plots.image_grid(grid, titles, pathlib.Path(output_dir) / "classification.png")
     return loaded.path

@@ -9,9 +9,9 @@ Usage:
     python -m tasks.image_generation predict all 3 7 --num-images 16 --seed 1          # sample grids in predictions/
     python -m tasks.image_generation predict digit1.png digit2.png                     # VAE: reconstructions, interpolation
 
-Data: the classification readers (class folders, a `.tar.gz` of them, MNIST IDX, `tfds:NAME`,
-`demo` = scikit-learn's 8x8 digits), split as `tasks.classification` splits them (IDX: the last
-`--test-fraction` is the test split; MNIST here: first 8,000 / last 2,000). Model: `dcgan`,
+Data: `tasks.data.images.read`, the reader classification uses (class folders, a `.tar.gz` of
+them, a label CSV, MNIST IDX, `tfds:NAME`, `demo` = scikit-learn's 8x8 digits), with its test
+split (IDX: the last `--test-fraction` is the test split; MNIST here: first 8,000 / last 2,000). Model: `dcgan`,
 `conditional_dcgan` (AC-GAN) or `vae` from `applications`. Loss: the non-saturating GAN loss
 (+ the auxiliary class loss), or the negative ELBO. Algorithm: `fit` on a custom `train_step`
 (one discriminator then one generator step per batch, two Adam optimizers, beta_1 0.5); a sample
@@ -112,7 +112,8 @@ class GenerationData(data_lib.Data):
 def load_data(config):
     """Train / validation / test datasets of (pixels float32 [0, 255], class id) and the facts."""
     builder = training.model_builder(config.model, KIND)
-    found = classification.read_source(config)
+    found = image_readers.read(config.data, config.image_size, config.channels, config.test_fraction, config.seed,
+                               config.skip_bad, verbose=bool(config.verbose))
     class_names = list(found.class_names)
     train_x, train_y = found.splits["train"]
     if len(train_y) < MIN_TRAIN_IMAGES:
@@ -120,10 +121,7 @@ def load_data(config):
             f"--data {config.data}: the training set holds {len(train_y)} image(s); a generative model "
             f"needs at least {MIN_TRAIN_IMAGES} to learn a distribution from."
         )
-    if "test" in found.splits:
-        test_x, test_y = found.splits["test"]
-    else:
-        (train_x, train_y), (test_x, test_y) = classification.split_test(train_x, train_y, config)
+    test_x, test_y = found.splits["test"]
     if len(train_y) < MIN_TRAIN_IMAGES or len(test_y) < 2:
         raise UserError(
             f"--data {config.data}: too few images to make train and test splits "

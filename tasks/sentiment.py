@@ -123,20 +123,9 @@ class TextData(data_lib.Data):
 
 def read_source(config):
     """The config's labelled text (`tasks.data.text.LabelledText`)."""
-    kind, value = data_lib.source(config.data)
     class_names = [name.strip() for name in config.class_names.split(",") if name.strip()]
-    if kind == "demo":
-        found = text_readers.demo_sentences(seed=config.seed)
-        found.layout = "demo (generated sentences)"
-    elif kind == "tfds":
-        found = text_readers.read_tfds(value)
-        found.layout = f"tfds:{value}"
-    else:
-        found = text_readers.read_labelled(value, config.encoding, config.text_column, config.label_column,
-                                           class_names, config.skip_bad)
-    if config.verbose:
-        print(found.summary())
-    return found
+    return text_readers.read(config.data, config.encoding, config.text_column, config.label_column, class_names,
+                             config.skip_bad, seed=config.seed, verbose=bool(config.verbose))
 
 
 def fold_of(labels, folds, seed):

@@ -47,6 +47,7 @@ from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
+from tasks.data import text as text_readers
 from tasks.data.tokenizers import SentencePieceCodec
 from tasks.data.tokenizers import learn_sentencepiece
 
@@ -107,55 +108,10 @@ def demo_text(num_characters=120_000, seed=0):
     return "\n".join(lines) + "\n"
 
 
-def read_file(path):
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); convert it to UTF-8.")
-
-
-def read_tfds(name, data_dir=None):
-    """Every split of a TFDS text dataset as one string each (examples joined by newlines)."""
-    import tensorflow_datasets as tfds
-
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    key = next((k for k, v in info.features.items() if isinstance(v, tfds.features.Text)), None)
-    if key is None:
-        raise UserError(f"--data tfds:{name} has no text feature; it is not a text dataset.")
-    texts = {}
-    for split, dataset in splits.items():
-        parts = [example[key].decode("utf-8") for example in dataset.as_numpy_iterator()]
-        texts["validation" if split in ("val", "validation") else split] = "\n".join(parts)
-    return texts
-
-
 def read_source(config):
     """The config's text as `{"train": str, "validation": str, "test": str}` (test may be validation)."""
-    kind, value = data_lib.source(config.data)
-    if kind == "tfds":
-        texts = read_tfds(value)
-        if "train" not in texts:
-            raise UserError(f"--data tfds:{value} has no train split (it has {', '.join(texts)}).")
-    else:
-        if kind == "demo":
-            text = demo_text(seed=config.seed)
-        elif value.is_dir():
-            files = sorted(path for path in value.rglob("*.txt") if path.is_file())
-            if not files:
-                raise UserError(f"--data {config.data}: the folder has no .txt files.")
-            text = "\n".join(read_file(path) for path in files)
-        else:
-            text = read_file(value)
-        # Contiguous: the first (1 - fraction) of the characters train, the rest validates.
-        cut = int(round(len(text) * (1.0 - config.validation_fraction)))
-        texts = {"train": text[:cut], "validation": text[cut:]}
-    if "validation" not in texts:  # hold out the end of the training text
-        cut = int(round(len(texts["train"]) * (1.0 - config.validation_fraction)))
-        texts["train"], texts["validation"] = texts["train"][:cut], texts["train"][cut:]
-    texts.setdefault("test", texts["validation"])
-    if not texts["validation"].strip():
-        raise UserError(f"--data {config.data}: no validation text; raise --validation-fraction (now {config.validation_fraction}).")
-    return texts
+    return text_readers.read_corpus(config.data, config.validation_fraction, demo=lambda: demo_text(seed=config.seed),
+                                    verbose=bool(config.verbose))
 
 
 # === Tokens ===

@@ -456,14 +456,3 @@ def test_mnist_slice_learns(shared_data, tmp_path):
     assert info["num_test"] == 2000 and info["num_train"] + info["num_validation"] == MNIST_TRAIN
     assert record["metrics"]["accuracy"] >= MNIST_BAR > untrained
     assert MNIST_BAR > record["baseline"]["accuracy"] + 0.6
-
-
-def test_tfds_source_reads_a_prepared_dataset(tmp_path):
-    import tensorflow_datasets as tfds
-
-    tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
-    found = classification.read_tfds("dummy_mnist", data_dir=str(tmp_path))
-    images, labels = found.splits["train"]
-    assert images.shape == (20, 28, 28, 1) and images.dtype == np.uint8
-    assert labels.shape == (20,) and found.class_names == [str(digit) for digit in range(10)]
-    assert "test" in found.splits

@@ -96,17 +96,6 @@ def test_source_kinds(tmp_path):
         data_lib.source(str(tmp_path / "missing"))
 
 
-def test_unknown_tfds_name_fails_fast():
-    with pytest.raises(UserError, match="tfds:not_a_dataset_xyz"):
-        data_lib.tfds_builder("not_a_dataset_xyz")
-
-
-def test_unprepared_tfds_offline_fails_fast(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_lib, "_reachable", lambda *args, **kwargs: False)
-    with pytest.raises(UserError, match="unreachable"):
-        data_lib.tfds_builder("mnist", data_dir=str(tmp_path))
-
-
 def test_split_indices_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(4), 25)
     keep, held = data_lib.split_indices(labels, 0.2, seed=1)

@@ -2,7 +2,6 @@
 issue lists, and the box-aware augmentation (boxes follow the pixels)."""
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -156,29 +155,6 @@ def test_not_a_detection_dataset(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(UserError, match="no detection dataset"):
         readers.read_boxes(tmp_path)
-
-
-def test_tfds_voc_reader(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    from tasks.core import pipeline as data_lib
-
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)),
-        "objects": tfds.features.Sequence({
-            "bbox": tfds.features.BBoxFeature(),
-            "label": tfds.features.ClassLabel(names=["aeroplane", "bicycle"]),
-        }),
-    })
-    example = {
-        "image": np.zeros((20, 40, 3), np.uint8),
-        "objects": {"bbox": np.array([[0.1, 0.25, 0.5, 0.5]], np.float32), "label": np.array([1])},
-    }
-    splits = {name: tf.data.Dataset.from_tensors(example) for name in ("train", "validation", "test")}
-    monkeypatch.setattr(data_lib, "tfds_splits", lambda *a, **k: (splits, types.SimpleNamespace(features=features)))
-    data = readers.read_tfds("voc/2007")
-    assert data.class_names == ["aeroplane", "bicycle"] and set(data.splits) == {"train", "validation", "test"}
-    np.testing.assert_allclose(data.splits["train"].boxes[0], [[10, 2, 20, 10]])
 
 
 def test_demo_scenes():

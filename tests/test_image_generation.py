@@ -312,7 +312,7 @@ def test_a_training_split_of_one_image_is_refused(monkeypatch):
         splits={"train": (images[:1], np.array([0], np.int32)), "test": (images[1:], np.array([0, 1], np.int32))},
         class_names=["a", "b"],
     )
-    monkeypatch.setattr(image_generation.classification, "read_source", lambda config: found)
+    monkeypatch.setattr(image_generation.image_readers, "read", lambda *args, **kwargs: found)
     with pytest.raises(UserError, match="the training set holds 1 image.*at least 2"):
         image_generation.load_data(config_lib.build(image_generation.Config, data="demo"))
 

@@ -7,12 +7,10 @@ import os
 import pathlib
 import subprocess
 import sys
-import types
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from tasks import segmentation
@@ -163,26 +161,6 @@ def test_demo_has_several_classes_and_void():
     data = masks.demo_shapes(num_train=8, num_test=2)
     values = set(np.unique(np.concatenate([mask.ravel() for mask in data.splits["train"].masks])))
     assert values == {0, 1, 2, 3, IGNORE} and len(data.class_names) == 4
-
-
-def test_tfds_pets_reader_maps_the_trimap(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    from tasks.core import pipeline as data_lib
-
-    # The pets' features and trimap values (1 pet, 2 background, 3 border), without a download.
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)),
-        "segmentation_mask": tfds.features.Image(shape=(None, None, 1)),
-    })
-    trimap = np.array([[1, 2], [3, 2]], np.uint8)[..., None].repeat(4, 0).repeat(4, 1)
-    example = {"image": np.zeros((8, 8, 3), np.uint8), "segmentation_mask": trimap}
-    splits = {name: tf.data.Dataset.from_tensors(example) for name in ("train", "test")}
-    monkeypatch.setattr(data_lib, "tfds_splits", lambda *a, **k: (splits, types.SimpleNamespace(features=features)))
-    data = segmentation.read_tfds("oxford_iiit_pet")
-    assert data.class_names == ["pet", "background", "border"]
-    assert set(np.unique(data.splits["train"].masks[0])) == {0, 1, 2}
-    assert list(data.splits) == ["train", "test"]
 
 
 # === Bad input: one line, exit 2, nothing written ===

@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 from tasks.data import text
 
@@ -152,26 +150,6 @@ def test_aclimdb_tree_with_splits_and_unlabelled_text(tmp_path):
 
 
 # === TFDS and demo ===
-
-
-def test_tfds_reader_drops_hidden_test_labels(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    features = tfds.features.FeaturesDict({
-        "sentence": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["negative", "positive"]),
-        "idx": tf.int32,
-    })
-
-    def split(sentences, labels):
-        return tf.data.Dataset.from_tensor_slices({"sentence": sentences, "label": labels, "idx": [0] * len(labels)})
-
-    fake = {"train": split(["good", "bad"], [1, 0]), "validation": split(["fine"], [1]),
-            "test": split(["unknown", "labels"], [-1, -1])}
-    monkeypatch.setattr(data_lib, "tfds_splits", lambda name, data_dir=None, as_supervised=True: (
-        fake, type("Info", (), {"features": features})()))
-    found = text.read_tfds("glue/sst2")
-    assert set(found.splits) == {"train", "validation"} and found.class_names == ["negative", "positive"]
-    assert found.splits["train"] == (["good", "bad"], ["positive", "negative"]) and found.unlabelled == []
 
 
 def test_demo_is_balanced_and_seeded():

@@ -1,13 +1,12 @@
 """Data sources and the one `finalize` step every pipeline ends with.
 
 `--data` is `demo` (generated or shipped, offline, seconds), a local path in the task's formats,
-or `tfds:NAME[/CONFIG]` (prepared locally, or downloaded where there is internet; offline it
-fails in seconds with a clear message instead of minutes of retries).
+or `tfds:NAME[/CONFIG]`; `source` tells them apart, and the readers in `tasks/data` read them
+(TFDS datasets through `tasks.data.tfds`, the one place that loads them).
 """
 
 import dataclasses
 import pathlib
-import socket
 
 import numpy as np
 import tensorflow as tf
@@ -45,45 +44,6 @@ def source(data):
             f"--data {data}: no such file or folder. Use demo, a local path, or tfds:NAME."
         )
     return "path", path
-
-
-def _reachable(host="storage.googleapis.com", port=443, timeout=3.0):
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def tfds_builder(name, data_dir=None):
-    """A TFDS builder whose data is ready to read, or a `UserError` in seconds."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as error:  # DatasetNotFoundError, bad config names, ...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"--data tfds:{name}: {first}")
-    if builder.is_prepared():
-        return builder
-    if not _reachable():
-        raise UserError(
-            f"--data tfds:{name}: not prepared in {builder.data_dir} and the TFDS servers are "
-            f"unreachable from here; run `tfds build {name}` on a machine with internet and copy "
-            "~/tensorflow_datasets, or pass a local path."
-        )
-    builder.download_and_prepare()
-    return builder
-
-
-def tfds_splits(name, data_dir=None, as_supervised=True):
-    """Every split of a TFDS dataset as unbatched `(x, y)` datasets, and the builder's info."""
-    builder = tfds_builder(name, data_dir)
-    splits = {
-        split: builder.as_dataset(split=split, as_supervised=as_supervised)
-        for split in builder.info.splits
-    }
-    return splits, builder.info
 
 
 # === Splits ===

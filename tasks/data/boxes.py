@@ -52,6 +52,7 @@ from PIL import ImageDraw
 
 from tasks.core.errors import UserError
 from tasks.data import images as image_readers
+from tasks.data import tfds
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -129,7 +130,7 @@ def read(source, class_names=None, skip_bad=False, verbose=True):
     if kind == "demo":
         found = demo_scenes()
     elif kind == "tfds":
-        found = read_tfds(value)
+        found = _read_tfds(value)
     else:
         found = read_boxes(value, class_names=class_names, skip_bad=skip_bad)
     if verbose:
@@ -721,19 +722,22 @@ def clean_boxes(boxes, width, height):
 # === TFDS ===
 
 
-def read_tfds(name, data_dir=None):
-    """A TFDS detection dataset with `objects/bbox` and `objects/label` (voc, coco, ...) as `BoxData`."""
-    from tasks.core import pipeline as data_lib
+def _pick_image_and_objects(info):
+    objects = info.features["objects"] if "objects" in info.features else {}
+    if "image" not in info.features or "bbox" not in objects or "label" not in objects:
+        return None
+    return {"image": "image", "objects": "objects", "filename": "image/filename"}
 
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    features = info.features
-    if "objects" not in features or "bbox" not in features["objects"] or "label" not in features["objects"]:
-        raise UserError(f"--data tfds:{name} has no objects/bbox and objects/label features; it is not a detection dataset.")
-    class_names = list(features["objects"]["label"].names)
+
+def _read_tfds(name, data_dir=None):
+    """A TFDS detection dataset with `objects/bbox` and `objects/label` (voc, coco, ...) as `BoxData`."""
+    splits, info = tfds.read(name, _pick_image_and_objects, "image, objects/bbox and objects/label features",
+                             data_dir)
+    class_names = list(info.features["objects"]["label"].names)
     found, clipped, dropped = {}, 0, 0
-    for split, dataset in splits.items():
+    for split, examples in splits.items():
         part = Split([], [], [], [])
-        for number, example in enumerate(dataset.as_numpy_iterator()):
+        for number, example in enumerate(examples):
             image = example["image"]
             image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
             height, width = image.shape[:2]
@@ -744,11 +748,9 @@ def read_tfds(name, data_dir=None):
             part.images.append(image)
             part.boxes.append(boxes[keep])
             part.classes.append(np.asarray(example["objects"]["label"], np.int32)[keep])
-            name_value = example.get("image/filename", f"{split}{number}")
+            name_value = example.get("filename", f"{split}{number}")
             part.names.append(name_value.decode() if isinstance(name_value, bytes) else str(name_value))
-        found[SPLIT_NAMES.get(split, split)] = part
-    if "train" not in found:
-        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(found)}).")
+        found[split] = part
     return BoxData(found, class_names, [], clipped, dropped, f"tfds:{name}")
 
 

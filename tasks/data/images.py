@@ -4,11 +4,16 @@ Usage:
 
     from tasks.data import images
 
-    data = images.read_images("../shared/data/cifar10_jpg")
+    data = images.read("../shared/data/cifar10_jpg")  # prints: data: split folders, 60000 images, 10 classes
     x_train, y_train = data.splits["train"]  # (50000, 32, 32, 3) uint8, (50000,) int32
     data.class_names                         # ["airplane", "automobile", ..., "truck"]
+    images.read("demo")                      # scikit-learn's 8x8 digits, offline
+    images.read("tfds:mnist")                # TFDS (needs the data or the internet)
+    images.read_images("folder")             # a path only, without the printed line or the test split
     x, y = images.read_idx("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    demo = images.demo_digits()              # scikit-learn's 8x8 digits, offline
+
+`read` takes the `--data` value and returns "train" and "test" splits (and "validation" when the
+data has one): a layout without a test split gets one held out (`test_fraction`).
 
 Layouts `read_images` detects (a `.tar.gz`/`.tgz`/`.tar` archive is read member by member, never
 extracted to disk):
@@ -42,9 +47,13 @@ import tarfile
 import zlib
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
+from PIL import ImageOps
 
+from tasks.core import pipeline
 from tasks.core.errors import UserError
+from tasks.data import tfds
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -102,6 +111,70 @@ class ImageData:
     class_names: list
     skipped: list = dataclasses.field(default_factory=list)
     layout: str = ""  # the layout found, e.g. "class folders", "label CSV"
+
+
+def read(source, image_size=None, channels=None, test_fraction=0.2, seed=0, skip_bad=False, verbose=True):
+    """Reads the `--data` value: `demo`, `tfds:NAME[/CONFIG]` or a path in any layout above.
+
+    Args:
+        source: str or path. `demo`, `tfds:...`, a folder, an archive or a folder of IDX files.
+        image_size: None, int or (height, width). See `read_images`. Defaults to None.
+        channels: None, 1 or 3. See `read_images`. Defaults to None.
+        test_fraction: float. Share held out as the test split when the data has none: per class
+            at random for class folders, the last share for data in its own order (IDX, TFDS).
+            Defaults to 0.2.
+        seed: int. Seed of the held-out choice. Defaults to 0.
+        skip_bad: bool. Skip (and list) bad records instead of raising. Defaults to False.
+        verbose: bool. Print the one line `data: <layout>, <N> images, <K> classes`. Defaults to True.
+
+    Returns:
+        An `ImageData` whose splits hold "train" and "test", and "validation" when the data has one.
+    """
+    kind, value = pipeline.source(str(source))
+    size = image_size or None
+    channels = channels or None
+    if kind == "path":
+        found = read_images(value, image_size=size, channels=channels, skip_bad=skip_bad)
+    else:
+        found = demo_digits() if kind == "demo" else _read_tfds(value)
+        splits = {name: (conform(x, size, channels), y) for name, (x, y) in found.splits.items()}
+        found = dataclasses.replace(found, splits=splits, layout="demo digits" if kind == "demo" else f"tfds:{value}")
+    if verbose:
+        count = sum(len(labels) for _, labels in found.splits.values())
+        print(f"data: {found.layout}, {count} images, {len(found.class_names)} classes")
+    if "test" not in found.splits:
+        train, test = hold_out_test(*found.splits["train"], test_fraction, seed)
+        found.splits = {**found.splits, "train": train, "test": test}
+    return found
+
+
+def hold_out_test(x, y, fraction, seed):
+    """`((x, y) train, (x, y) test)`: `fraction` of the examples held out as the test split.
+
+    Files in their own order (IDX, TFDS) keep it: the last `fraction` is the test split (MNIST
+    here: first 8,000 / last 2,000). Class-folder trees list examples class by class, so they are
+    held out at random, per class.
+    """
+    if np.all(np.diff(y) >= 0):
+        keep, held = pipeline.split_indices(y, fraction, seed)
+    else:
+        cut = len(y) - int(round(fraction * len(y)))
+        keep, held = np.arange(cut), np.arange(cut, len(y))
+    return (x[keep], y[keep]), (x[held], y[held])
+
+
+def conform(images, size, channels):
+    """Resizes (N, H, W, C) uint8 images to `size` and converts them to `channels`."""
+    if size is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if images.shape[1:3] != size:
+            images = tf.image.resize(images, size, antialias=True)
+            images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8).numpy()
+    if channels == 3 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    elif channels == 1 and images.shape[-1] == 3:
+        images = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(images, tf.float32))), tf.uint8).numpy()
+    return images
 
 
 def read_images(path, image_size=None, channels=None, skip_bad=False):
@@ -941,3 +1014,29 @@ def _read_idx_file(path, magic):
             f"but {data} bytes follow; download it again"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()  # writable
+
+
+# === TFDS ===
+
+
+def _pick_image_and_label(info):
+    images, labels = tfds.keys_of(info, "Image"), tfds.keys_of(info, "ClassLabel")
+    return {"image": images[0], "label": labels[0]} if images and labels else None
+
+
+def _read_tfds(name, data_dir=None):
+    """A TFDS image-classification dataset, materialized as uint8 arrays (small datasets)."""
+    splits, info = tfds.read(name, _pick_image_and_label, "image and class-label features", data_dir)
+    arrays = {}
+    for split, examples in splits.items():
+        images, labels = [], []
+        for example in examples:
+            images.append(example["image"])
+            labels.append(int(example["label"]))
+        shapes = [image.shape for image in images]
+        if len(set(shapes)) > 1:  # resize to the most common shape
+            height, width, channels = max(set(shapes), key=shapes.count)
+            images = [conform(image[None], (height, width), channels)[0] for image in images]
+        arrays[split] = (np.stack(images).astype(np.uint8), np.asarray(labels, np.int32))
+    label_key = _pick_image_and_label(info)["label"]
+    return ImageData(splits=arrays, class_names=list(info.features[label_key].names), skipped=[])

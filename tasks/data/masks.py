@@ -49,6 +49,7 @@ from PIL import Image
 from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 from tasks.data import images as image_readers
+from tasks.data import tfds
 
 IGNORE = 255  # void pixels in every mask array this module returns
 IMAGE_DIRS = ("images", "image", "imgs", "img", "jpegimages")
@@ -156,7 +157,7 @@ def read(source, class_map=None, ignore_value=IGNORE, stray="error", skip_bad=Fa
     if kind == "demo":
         found = demo_shapes()
     elif kind == "tfds":
-        found = read_tfds(value)
+        found = _read_tfds(value)
     else:
         found = read_masks(value, class_map, ignore_value, skip_bad, stray)
     if verbose:
@@ -693,27 +694,25 @@ def _ranges(values):
 # === TFDS ===
 
 
-def read_tfds(name, data_dir=None):
-    """A TFDS segmentation dataset (image + mask features) as a `MaskData` (oxford_iiit_pet)."""
-    import tensorflow_datasets as tfds
-
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    images = [key for key, feature in info.features.items() if isinstance(feature, tfds.features.Image)]
+def _pick_image_and_mask(info):
+    images = tfds.keys_of(info, "Image")
     mask_key = next((key for key in images if "mask" in key or "segmentation" in key), None)
     image_key = next((key for key in images if key != mask_key), None)
-    if mask_key is None or image_key is None:
-        raise UserError(f"--data tfds:{name} has no image and segmentation-mask features; it is not a segmentation dataset.")
+    return {"image": image_key, "mask": mask_key} if mask_key and image_key else None
+
+
+def _read_tfds(name, data_dir=None):
+    """A TFDS segmentation dataset (image + mask features) as a `MaskData` (oxford_iiit_pet)."""
+    splits, _ = tfds.read(name, _pick_image_and_mask, "image and segmentation-mask features", data_dir)
     found = {}
-    for split, dataset in splits.items():
+    for split, examples in splits.items():
         part = Split([], [], [])
-        for index, example in enumerate(dataset.as_numpy_iterator()):
-            image = example[image_key]
+        for index, example in enumerate(examples):
+            image = example["image"]
             part.images.append(image[..., 0] if image.shape[-1] == 1 else image)
-            part.masks.append(example[mask_key][..., 0])
+            part.masks.append(example["mask"][..., 0])
             part.names.append(f"{split}{index}")
-        found["validation" if split in ("val", "validation") else split] = part
-    if "train" not in found:
-        raise UserError(f"--data tfds:{name} has no train split (it has {', '.join(found)}).")
+        found[split] = part
     # The pet trimaps: 1 pet, 2 background, 3 border (the Keras tutorials' mask - 1).
     class_map = {1: "pet", 2: "background", 3: "border"} if name.startswith("oxford_iiit_pet") else None
     result = MaskData(found, [], layout=f"tfds:{name}")

@@ -53,6 +53,7 @@ import numpy as np
 from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
 from tasks.data import text as text_readers
+from tasks.data import tfds
 
 VALIDATION_NAMES = ("val", "valid", "validation", "dev")
 DOCUMENT_COLUMNS = ("document", "article", "text", "story", "content", "body", "source")
@@ -292,24 +293,24 @@ def _jsonl_split_files(folder):
     return result
 
 
-def read_tfds_pairs(name, first_key=None, second_key=None, skip_bad=False):
+def _read_tfds(name, first_key=None, second_key=None, skip_bad=False):
     """Every split of a TFDS dataset as `{split: Pairs}`: the named features or the supervised keys."""
-    splits, info = data_lib.tfds_splits(name, as_supervised=False)
-    keys = list(info.features.keys()) if hasattr(info.features, "keys") else []
-    if first_key in keys and second_key in keys:
-        source_key, target_key = first_key, second_key
-    elif info.supervised_keys and len(info.supervised_keys) == 2:
-        source_key, target_key = info.supervised_keys
-    else:
-        raise UserError(f"--data tfds:{name}: no (source, target) text pair in its features ({', '.join(keys)}).")
+    def pick(info):
+        keys = list(info.features.keys()) if hasattr(info.features, "keys") else []
+        if first_key in keys and second_key in keys:
+            return {"source": first_key, "target": second_key}
+        if info.supervised_keys and len(info.supervised_keys) == 2:
+            return dict(zip(("source", "target"), info.supervised_keys))
+        return None
+
+    splits, _ = tfds.read(name, pick, "supervised (source, target) pair, nor the two text features named")
     result = {}
-    for split, dataset in splits.items():
+    for split, examples in splits.items():
         sources, targets = [], []
-        for example in dataset.as_numpy_iterator():
-            sources.append(example[source_key].decode("utf-8"))
-            targets.append(example[target_key].decode("utf-8"))
-        kind = split_name(split) or split
-        result[kind] = check_pairs(sources, targets, f"tfds:{name} {split}", skip_bad)
+        for example in examples:
+            sources.append(example["source"].decode("utf-8"))
+            targets.append(example["target"].decode("utf-8"))
+        result[split_name(split) or split] = check_pairs(sources, targets, f"tfds:{name} {split}", skip_bad)
     return result
 
 
@@ -322,7 +323,7 @@ def read_translation(data, source_lang="", target_lang="", reverse=False, skip_b
         sources, targets = demo_dates(seed=seed)
         splits, layout = {"all": Pairs(sources, targets)}, "demo (dates)"
     elif kind == "tfds":
-        splits, layout = read_tfds_pairs(value, source_lang, target_lang, skip_bad), f"tfds:{value}"
+        splits, layout = _read_tfds(value, source_lang, target_lang, skip_bad), f"tfds:{value}"
         if reverse:
             splits = {split: Pairs(pairs.targets, pairs.sources, pairs.skipped) for split, pairs in splits.items()}
     elif value.is_dir() and _jsonl_split_files(value):
@@ -456,7 +457,7 @@ def _summarization_splits(data, document_column, summary_column, skip_bad, seed)
         documents, summaries = demo_reports(seed=seed)
         return {"all": Pairs(documents, summaries)}, "demo (news reports)"
     if kind == "tfds":
-        return read_tfds_pairs(value, document_column, summary_column, skip_bad), f"tfds:{value}"
+        return _read_tfds(value, document_column, summary_column, skip_bad), f"tfds:{value}"
     columns = (document_column, summary_column, skip_bad)
     if value.is_file() and zipfile.is_zipfile(value):
         try:

@@ -38,6 +38,7 @@ import numpy as np
 
 from tasks.core import pipeline as data_lib
 from tasks.core.errors import UserError
+from tasks.data import tfds
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet", "utterance")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "polarity", "target", "category", "rating", "stars",
@@ -76,26 +77,28 @@ class LabelledText:
 # === Decoding ===
 
 
-def decode(data, where, encoding="utf-8"):
-    """Bytes → str in `encoding`; a `UserError` naming `where` and the byte offset if they do not decode."""
+ENCODING_ADVICE = "pass the file's encoding, e.g. --encoding latin-1"
+
+
+def decode(data, where, encoding="utf-8", advice=ENCODING_ADVICE):
+    """Bytes → str in `encoding`; a `UserError` naming `where`, the byte offset and `advice` if they do not decode."""
     try:
         text = data.decode(encoding)
     except LookupError:
         raise UserError(f"--encoding {encoding}: unknown text encoding (e.g. utf-8, latin-1, cp1252).")
     except UnicodeDecodeError as error:
         raise UserError(
-            f"{where}: byte 0x{data[error.start]:02x} at offset {error.start} is not valid {encoding}; "
-            f"pass the file's encoding, e.g. --encoding latin-1."
+            f"{where}: byte 0x{data[error.start]:02x} at offset {error.start} is not valid {encoding}; {advice}."
         )
     return text[1:] if text.startswith("\ufeff") else text  # a UTF-8 byte-order mark
 
 
-def read_text(path, encoding="utf-8"):
+def read_text(path, encoding="utf-8", advice=ENCODING_ADVICE):
     """A whole file as str (see `decode`); a missing file is a `UserError`."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file.")
-    return decode(path.read_bytes(), str(path), encoding)
+    return decode(path.read_bytes(), str(path), encoding, advice)
 
 
 def split_lines(text):
@@ -456,36 +459,46 @@ def _table_kind(path):
 # === TFDS ===
 
 
-def read_tfds(name, data_dir=None):
+def _pick_text_and_label(info):
+    texts, labels = tfds.keys_of(info, "Text"), tfds.keys_of(info, "ClassLabel")
+    return {"text": texts[0], "label": labels[0]} if texts and labels else None
+
+
+def _read_tfds(name, data_dir=None):
     """A TFDS text-classification dataset (`imdb_reviews`, `glue/sst2`, …) as `LabelledText`.
 
     Examples labelled -1 (GLUE's hidden test labels) are dropped; a split left empty is dropped,
     so `glue/sst2` keeps train and validation.
     """
-    import tensorflow_datasets as tfds
-
-    splits, info = data_lib.tfds_splits(name, data_dir=data_dir, as_supervised=False)
-    features = info.features
-    text_key = next((k for k, v in features.items() if isinstance(v, tfds.features.Text)), None)
-    label_key = next((k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)), None)
-    if text_key is None or label_key is None:
-        raise UserError(f"--data tfds:{name} has no text and class-label features; it is not a text-classification dataset.")
-    names = list(features[label_key].names)
+    splits, info = tfds.read(name, _pick_text_and_label, "text and class-label features", data_dir)
+    names = list(info.features[_pick_text_and_label(info)["label"]].names)
     result, unlabelled = {}, []
-    for split, dataset in splits.items():
+    for split, examples in splits.items():
         texts, labels = [], []
-        for example in dataset.as_numpy_iterator():
-            text = example[text_key].decode("utf-8")
-            if int(example[label_key]) < 0:
+        for example in examples:
+            text = example["text"].decode("utf-8")
+            if int(example["label"]) < 0:
                 unlabelled.append(text)
                 continue
             texts.append(text)
-            labels.append(names[int(example[label_key])])
+            labels.append(names[int(example["label"])])
         if texts:
-            result[SPLIT_NAMES.get(split, split)] = (texts, labels)
+            result[split] = (texts, labels)
     if "train" not in result:
         raise UserError(f"--data tfds:{name} has no labelled train split (it has {', '.join(splits)}).")
-    return LabelledText(result, names, unlabelled=unlabelled if name.startswith("imdb") else [])
+    return LabelledText(result, names, unlabelled=unlabelled if name.startswith("imdb") else [],
+                        layout=f"tfds:{name}")
+
+
+def _read_tfds_corpus(name, data_dir=None):
+    """Every split of a TFDS text dataset as one string each (examples joined by newlines)."""
+    def pick(info):
+        keys = tfds.keys_of(info, "Text")
+        return {"text": keys[0]} if keys else None
+
+    splits, _ = tfds.read(name, pick, "text feature", data_dir)
+    return {split: "\n".join(example["text"].decode("utf-8") for example in examples)
+            for split, examples in splits.items()}
 
 
 # === Demo ===
@@ -522,3 +535,80 @@ def demo_sentences(num_per_class=1000, seed=0):
             labels.append(label)
     order = rng.permutation(len(texts))
     return LabelledText({"train": ([texts[i] for i in order], [labels[i] for i in order])}, ["neg", "pos"])
+
+
+# === The entries: the --data value ===
+
+
+def read(source, encoding="utf-8", text_column="", label_column="", class_names=(), skip_bad=False, seed=0,
+         verbose=True):
+    """Labelled text from the `--data` value: `demo`, `tfds:NAME[/CONFIG]` or a path (see `read_labelled`).
+
+    `verbose` prints `data: <layout>, <N> examples (<split> <n>, ...), <K> classes`.
+
+    Returns:
+        `LabelledText`.
+    """
+    kind, value = data_lib.source(str(source))
+    if kind == "demo":
+        found = demo_sentences(seed=seed)
+        found.layout = "demo (generated sentences)"
+    elif kind == "tfds":
+        found = _read_tfds(value)
+    else:
+        found = read_labelled(value, encoding, text_column, label_column, class_names, skip_bad)
+    if verbose:
+        print(found.summary())
+    return found
+
+
+def read_corpus(source, validation_fraction=0.1, demo=None, verbose=True):
+    """Unlabelled text for a language model from the `--data` value, split by characters.
+
+    Args:
+        source: str. `demo`, `tfds:NAME[/CONFIG]`, a UTF-8 text file, or a folder of `*.txt` files
+            (found at any depth, joined by newlines in path order).
+        validation_fraction: float. The contiguous end of the text held out for validation (and
+            of the TFDS train split, when the dataset has no validation split). Defaults to 0.1.
+        demo: callable or None. Returns the demo text for `source == "demo"`.
+        verbose: bool. Print `data: <layout>, <N> characters (train <n>, validation <n>)`.
+
+    Returns:
+        `{"train": str, "validation": str, "test": str}`; `test` is the validation string itself
+        (the same object) unless the data has its own test split.
+    """
+    kind, value = data_lib.source(str(source))
+    if kind == "tfds":
+        texts, layout = _read_tfds_corpus(value), f"tfds:{value}"
+    else:
+        if kind == "demo":
+            if demo is None:
+                raise UserError("--data demo: this task has no demo text; pass a text file or a folder of .txt files.")
+            text, layout = demo(), "demo text"
+        elif value.is_dir():
+            files = sorted(path for path in value.rglob("*.txt") if path.is_file())
+            if not files:
+                raise UserError(f"--data {source}: the folder has no .txt files.")
+            text, layout = "\n".join(_corpus_file(path) for path in files), f"folder of {len(files)} .txt files"
+        else:
+            text, layout = _corpus_file(value), "text file"
+        # Contiguous: the first (1 - fraction) of the characters train, the rest validates.
+        cut = int(round(len(text) * (1.0 - validation_fraction)))
+        texts = {"train": text[:cut], "validation": text[cut:]}
+    if "validation" not in texts:  # hold out the end of the training text
+        cut = int(round(len(texts["train"]) * (1.0 - validation_fraction)))
+        texts["train"], texts["validation"] = texts["train"][:cut], texts["train"][cut:]
+    texts.setdefault("test", texts["validation"])
+    if not texts["validation"].strip():
+        raise UserError(f"--data {source}: no validation text; raise --validation-fraction (now {validation_fraction}).")
+    if verbose:
+        shown = [split for split in texts if split != "test" or texts["test"] is not texts["validation"]]
+        counts = ", ".join(f"{split} {len(texts[split])}" for split in shown)
+        print(f"data: {layout}, {sum(len(texts[split]) for split in shown)} characters ({counts})")
+    return texts
+
+
+def _corpus_file(path):
+    """A UTF-8 text file with "\\r\\n" and "\\r" line ends read as "\\n"."""
+    text = read_text(path, advice="convert it to UTF-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
