@@ -10,10 +10,11 @@ Usage:
     python -m tasks.graph_property predict "CCO" "c1ccccc1O" "[Na+].[O-]C(=O)c1ccccc1"
     python -m tasks.graph_property predict molecules.csv                   # a CSV with a smiles column, or .smi
 
-Data (`tasks.data.molecules`): a SMILES CSV (a file, or a folder holding one), a TU folder
-(`<NAME>_A.txt`, ...), or `demo`. Molecules are featurized with RDKit (atoms: element, degree,
-formal charge, hybridization, aromaticity, hydrogens, ring; bonds: type, conjugation, ring,
-stereo); salts keep their largest fragment. Each batch is one disjoint graph (no padding).
+Data (`tasks.data.molecules`): a SMILES CSV or an SDF file (`.sdf`, `.sdf.gz`; properties are the
+targets), a folder holding one of them, a TU folder (`<NAME>_A.txt`, ...), or `demo`. Molecules are
+featurized with RDKit (atoms: element, degree, formal charge, hybridization, aromaticity, hydrogens,
+ring; bonds: type, conjugation, ring, stereo); salts keep their largest fragment. Each batch is one
+disjoint graph (no padding).
 Targets: regression (one or more columns), binary classification (0/1 columns; several columns
 are multi-task with missing labels masked), or a TU dataset's graph classes. Splits: random or
 scaffold (Bemis–Murcko) 80/10/10, or stratified K-fold (`--folds K`, all folds or `--fold i`).
@@ -67,7 +68,8 @@ class Config(TrainConfig):
     export_format: str = option("saved_model", "Extra export format written beside the SavedModel.",
                                 choices=["saved_model", "onnx"], identity=False, aliases=("--format",))
     model: str = model_option("mpnn", KIND)
-    targets: str = option("", "Target column(s) of a SMILES CSV, comma-separated (default: the one non-SMILES column).")
+    targets: str = option("", "Target column(s) of a SMILES CSV or properties of an SDF file, comma-separated "
+                              "(default: the one non-SMILES column, the one property).")
     smiles_column: str = option("", "The SMILES column of a CSV (default: the one named smiles).")
     task_type: str = option("auto", "Regression or classification (auto: 0/1 targets classify).",
                             choices=["auto", "regression", "classification"])
@@ -106,24 +108,8 @@ class GraphData(data_lib.Data):
 
 def read_source(config):
     """The config's graphs as a `molecules.GraphSet`."""
-    kind, value = data_lib.source(config.data)
-    if kind == "tfds":
-        raise UserError("--data tfds:...: TFDS has no molecule datasets for this task; "
-                        "pass a SMILES CSV, a TU folder, or demo.")
-    if kind == "demo":
-        return molecules.demo_molecules(seed=config.seed)
-    if value.is_dir():
-        if molecules.find_tu(value):
-            if config.targets:
-                raise UserError(f"--targets does not apply to the TU folder {value} (its targets are graph labels).")
-            return molecules.read_tu(value)
-        found = sorted(value.glob("*.csv"))
-        if len(found) != 1:
-            raise UserError(f"--data {config.data}: expected one .csv file or TU files (*_A.txt), "
-                            f"found {len(found)} csv files.")
-        value = found[0]
-    targets = [name for name in config.targets.split(",") if name.strip()]
-    return molecules.read_smiles_csv(value, targets, config.smiles_column, config.largest_fragment, config.skip_bad)
+    return molecules.read(config.data, config.targets.split(","), config.smiles_column, config.largest_fragment,
+                          config.skip_bad, seed=config.seed, verbose=bool(config.verbose))
 
 
 def task_kind(graph_set, config):
@@ -240,10 +226,10 @@ def load_data(config):
     if config.verbose:
         removed = graph_set.notes.get("fragments_removed", 0)
         if removed:
-            print(f"Kept the largest fragment of {removed} multi-fragment SMILES (salts / mixtures).")
+            print(f"Kept the largest fragment of {removed} multi-fragment molecules (salts / mixtures).")
         skipped = {key: value for key, value in graph_set.notes.items() if key.startswith("skipped_")}
         if skipped:
-            print(f"Skipped bad rows (--skip-bad): {skipped}")
+            print(f"Skipped bad rows / records (--skip-bad): {skipped}")
         rejected = graph_set.notes.get("not_molecules", {}) if config.descriptors else {}
         if rejected:
             first = next(iter(rejected.items()))

@@ -6,6 +6,7 @@ import pytest
 
 from tasks.core.errors import UserError
 from tasks.data import molecules
+from tests import helpers
 
 
 def write_csv(path, text):
@@ -102,6 +103,97 @@ def test_missing_targets_are_nan_a_row_without_any_is_an_error(tmp_path):
     write_csv(path, "smiles,a\nCCO,1\nCCN,active\n")
     with pytest.raises(UserError, match="non-numeric value in a at line"):
         molecules.read_smiles_csv(path)
+
+
+# === SDF ===
+
+
+def write_sdf(path, records):
+    """`records`: [(SMILES, {property: text})] written with RDKit's SDWriter (gzipped for .gz)."""
+    import gzip
+
+    from rdkit import Chem
+
+    stream = gzip.open(path, "wt") if path.suffix == ".gz" else open(path, "w")
+    with stream, Chem.SDWriter(stream) as writer:
+        for smiles, properties in records:
+            mol = Chem.MolFromSmiles(smiles)
+            for name, value in properties.items():
+                mol.SetProp(name, value)
+            writer.write(mol)
+    return path
+
+
+@pytest.fixture(scope="module")
+def esol_as_sdf(shared_data, tmp_path_factory):
+    """ESOL's CSV, and the same rows written as an SDF: every column but the SMILES a property."""
+    import csv
+
+    source = shared_data / "esol" / "delaney-processed.csv"
+    with open(source, newline="") as file:
+        rows = list(csv.DictReader(file))
+    records = [(row["smiles"].strip(), {name: value for name, value in row.items() if name != "smiles"})
+               for row in rows]
+    return source, write_sdf(tmp_path_factory.mktemp("esol") / "esol.sdf", records)
+
+
+def test_esol_as_sdf_gives_the_csv_molecules_and_targets_exactly(esol_as_sdf):
+    source, sdf = esol_as_sdf
+    from_csv = molecules.read(str(source), targets=["measured"], verbose=False)
+    from_sdf = molecules.read(str(sdf), targets=["measured"], verbose=False)
+    assert len(from_csv) == 1128 and from_sdf.layout == "SDF"
+    assert from_sdf.names == from_csv.names  # canonical SMILES, molecule by molecule
+    assert from_sdf.target_names == from_csv.target_names == ["measured log solubility in mols per litre"]
+    np.testing.assert_array_equal(from_sdf.targets, from_csv.targets)
+    for one, other in zip(from_sdf.graphs[:50], from_csv.graphs[:50]):
+        np.testing.assert_array_equal(one.nodes, other.nodes)
+        np.testing.assert_array_equal(one.edge_index, other.edge_index)
+
+
+def test_a_gzipped_sdf_in_a_folder_is_read(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_sdf(folder / "set.sdf.gz", [("CCO", {"logS": "0.5"}), ("c1ccccc1", {"logS": "-2"})])
+    graph_set = molecules.read(str(folder), verbose=False)  # one property: the target
+    assert graph_set.names == ["CCO", "c1ccccc1"] and graph_set.target_names == ["logS"]
+    np.testing.assert_array_equal(graph_set.targets[:, 0], [0.5, -2.0])
+
+
+def test_sdf_without_targets_lists_the_properties(tmp_path):
+    path = write_sdf(tmp_path / "m.sdf", [("CCO", {"ID": "a", "logS": "0.5", "pIC50": "6"})])
+    with pytest.raises(UserError, match=r"name the target propert\(ies\) with --targets; properties: ID, logS, pIC50"):
+        molecules.read(str(path), verbose=False)
+    with pytest.raises(UserError, match="no property matches target 'tox'; properties: ID, logS, pIC50"):
+        molecules.read(str(path), targets=["tox"], verbose=False)
+
+
+def test_sdf_salts_keep_the_largest_fragment_and_are_counted(tmp_path, capsys):
+    path = write_sdf(tmp_path / "m.sdf", [("[Na+].[O-]C(=O)c1ccccc1", {"y": "1"}), ("C[NH3+]", {"y": "2"})])
+    graph_set = molecules.read(str(path))
+    assert graph_set.names == ["O=C([O-])c1ccccc1", "C[NH3+]"] and graph_set.notes["fragments_removed"] == 1
+    assert capsys.readouterr().out.splitlines() == ["data: SDF, 2 molecules, 1 target (y)"]
+
+
+def test_sdf_records_rdkit_rejects_are_named_or_skipped_and_counted(tmp_path):
+    from rdkit import Chem
+
+    path = write_sdf(tmp_path / "m.sdf", [("CCO", {"y": "1"}), ("CCN", {"y": "2"})])
+    pentavalent = Chem.MolToMolBlock(Chem.MolFromSmiles("C(C)(C)(C)(C)C", sanitize=False), kekulize=False)
+    path.write_text(path.read_text() + pentavalent + ">  <y>\n3\n\n$$$$\n")
+    with pytest.raises(UserError, match=r"1 record\(s\) with a molecule RDKit cannot parse or sanitize at record\(s\) 3"):
+        molecules.read(str(path), verbose=False)
+    graph_set = molecules.read(str(path), skip_bad=True, verbose=False)
+    assert graph_set.names == ["CCO", "CCN"] and graph_set.notes["skipped_unparsable"] == 1
+
+
+@pytest.mark.parametrize("content", ["", "not a molecule\n"])
+def test_an_sdf_without_a_molecule_is_one_line(content, tmp_path, capsys):
+    from tasks import graph_property
+
+    (tmp_path / "empty.sdf").write_text(content)
+    result = helpers.run_in_process(graph_property, capsys, tmp_path, "train", "--data", tmp_path / "empty.sdf")
+    helpers.assert_one_line_error(result, "empty.sdf", "no molecule RDKit can read")
+    assert not (tmp_path / "runs").exists()
 
 
 # === TU format ===

@@ -4,8 +4,10 @@ Usage:
 
     from tasks.data import molecules
 
+    graphs = molecules.read("../shared/data/esol", targets=["measured"])  # prints: data: SMILES CSV, 1128 ...
     graphs = molecules.read_smiles_csv("../shared/data/esol/delaney-processed.csv",
                                        targets=["measured log solubility in mols per litre"])
+    graphs = molecules.read_sdf("esol.sdf", targets=["measured"])    # properties as targets
     graphs = molecules.read_tu("../shared/data/mutag")           # *_A.txt, *_graph_indicator.txt, ...
     graphs = molecules.demo_molecules()                          # generated, target = Crippen logP
     train, test = graphs.take(keep), graphs.take(held_out)       # GraphSet: per-graph arrays + targets
@@ -20,6 +22,12 @@ Formats:
   heavy atoms; the first of equals) and is counted; an unparsable SMILES, an empty molecule, a
   non-numeric target or a row without any target stops with one line naming the rows
   (`skip_bad=True` drops them instead and counts them).
+- SDF (`.sdf`, `.sd`, or gzipped `.sdf.gz`; RDKit's `SDMolSupplier`): molecule properties are the
+  target columns (`targets` names them; without it the one property the records have, else an
+  error listing the properties). A record RDKit cannot parse or sanitize, an empty molecule, a
+  non-numeric target or a record without any target stops with one line naming the records by
+  number (`skip_bad=True` drops and counts them); salts keep their largest fragment, counted, as
+  in a CSV. A molecule's name is its canonical SMILES, as for a CSV.
 - TU graph-classification folders (Morris et al., TUDataset): `<NAME>_A.txt` (`row, col`,
   1-based global node ids, every undirected edge listed both ways), `<NAME>_graph_indicator.txt`,
   `<NAME>_graph_labels.txt`, optional `<NAME>_node_labels.txt`, `<NAME>_edge_labels.txt`,
@@ -137,13 +145,18 @@ def parse_smiles(smiles, largest_fragment=True):
         return None, f"unparsable SMILES {text!r}", 0
     if mol.GetNumAtoms() == 0:
         return None, f"empty molecule {text!r} (no atoms)", 0
-    removed = 0
-    if largest_fragment:
-        fragments = Chem.GetMolFrags(mol, asMols=True)
-        if len(fragments) > 1:
-            removed = len(fragments) - 1
-            mol = max(fragments, key=lambda fragment: fragment.GetNumHeavyAtoms())  # max keeps the first of equals
+    mol, removed = keep_largest_fragment(mol) if largest_fragment else (mol, 0)
     return mol, None, removed
+
+
+def keep_largest_fragment(mol):
+    """`(mol, fragments removed)`: the fragment with the most heavy atoms (the first of equals)."""
+    from rdkit import Chem
+
+    fragments = Chem.GetMolFrags(mol, asMols=True)
+    if len(fragments) < 2:
+        return mol, 0
+    return max(fragments, key=lambda fragment: fragment.GetNumHeavyAtoms()), len(fragments) - 1  # max: first of equals
 
 
 # Raw descriptor values are clipped to this magnitude (Ipc reaches 1e30 on large molecules).
@@ -218,6 +231,7 @@ class GraphSet:
     features: np.ndarray = None  # (G, D) float32 graph-level features (molecular descriptors), or None
     molecules: list = None  # TU graphs rebuilt as molecules: SMILES per graph (None: RDKit rejects it), or None
     label_names: dict = None  # TU labels → element / bond type, when the graphs are molecules
+    layout: str = ""  # the layout found, e.g. "SMILES CSV", "SDF", "TU folder (MUTAG)"
 
     def __len__(self):
         return len(self.graphs)
@@ -302,7 +316,7 @@ def _rows_text(rows, limit=8):
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
-def _pick_column(header, wanted, what, path):
+def _pick_column(header, wanted, what, path, kind="column"):
     """The header name `wanted` names: exact, then case-insensitive, then a unique substring."""
     if wanted in header:
         return wanted
@@ -313,7 +327,8 @@ def _pick_column(header, wanted, what, path):
     if len(partial) == 1:
         return partial[0]
     found = "several" if partial else "no"
-    raise UserError(f"{path}: {found} column matches {what} {wanted!r}; columns: {', '.join(header)}")
+    plural = "properties" if kind == "property" else f"{kind}s"
+    raise UserError(f"{path}: {found} {kind} matches {what} {wanted!r}; {plural}: {', '.join(header)}")
 
 
 def parse_target(text):
@@ -357,29 +372,19 @@ def read_smiles_csv(path, targets=(), smiles_column="", largest_fragment=True, s
         target_names = others
     smiles_at = header.index(smiles_name)
     target_at = [header.index(name) for name in target_names]
-    problems = {"unparsable": [], "empty": [], "bad_target": [], "no_target": [], "short": []}
-    graphs, values, names, fragments = [], [], [], 0
+    found = _Molecules(("unparsable", "empty", "bad_target", "no_target", "short"))
     for line, row in enumerate(rows[1:], start=2):  # line numbers of the file, the header is line 1
         if len(row) < len(header):
-            problems["short"].append(line)
+            found.problems["short"].append(line)
             continue
         labels = [parse_target(row[i]) for i in target_at]
-        if any(label is None for label in labels):
-            problems["bad_target"].append(line)
-            continue
-        if all(math.isnan(label) for label in labels):
-            problems["no_target"].append(line)
+        if found.bad_targets(labels, line):
             continue
         mol, problem, removed = parse_smiles(row[smiles_at], largest_fragment)
         if mol is None:
-            problems["empty" if problem.startswith("empty") else "unparsable"].append(line)
+            found.problems["empty" if problem.startswith("empty") else "unparsable"].append(line)
             continue
-        from rdkit import Chem
-
-        fragments += bool(removed)
-        graphs.append(mol_to_graph(mol))
-        values.append(labels)
-        names.append(Chem.MolToSmiles(mol))
+        found.add(mol, labels, removed)
     messages = {
         "unparsable": "unparsable SMILES",
         "empty": "an empty SMILES / molecule with no atoms",
@@ -387,17 +392,128 @@ def read_smiles_csv(path, targets=(), smiles_column="", largest_fragment=True, s
         "no_target": f"no value in any target column ({', '.join(target_names)})",
         "short": f"fewer than {len(header)} cells",
     }
-    bad = {kind: lines for kind, lines in problems.items() if lines}
+    return found.graph_set(target_names, path, messages, ("row", "line"), skip_bad, "SMILES CSV")
+
+
+class _Molecules:
+    """What a molecule reader keeps (graphs, target rows, canonical SMILES) and the numbers of its
+    bad rows or records by kind."""
+
+    def __init__(self, kinds):
+        self.problems = {kind: [] for kind in kinds}
+        self.graphs, self.values, self.names, self.fragments = [], [], [], 0
+
+    def bad_targets(self, labels, number):
+        """Records `number` as bad and returns True when `labels` hold a non-number or no value at all."""
+        if any(label is None for label in labels):
+            self.problems["bad_target"].append(number)
+        elif all(math.isnan(label) for label in labels):
+            self.problems["no_target"].append(number)
+        else:
+            return False
+        return True
+
+    def add(self, mol, labels, fragments_removed):
+        from rdkit import Chem
+
+        self.fragments += bool(fragments_removed)
+        self.graphs.append(mol_to_graph(mol))
+        self.values.append(labels)
+        self.names.append(Chem.MolToSmiles(mol))
+
+    def graph_set(self, target_names, path, messages, words, skip_bad, layout):
+        """The `GraphSet`; the first kind of bad record is a `UserError` unless `skip_bad` (then counted)."""
+        notes = {"fragments_removed": self.fragments, **_skipped(self.problems, messages, path, *words, skip_bad)}
+        if not self.graphs:
+            raise UserError(f"{path}: no usable molecule.")
+        targets = np.array(self.values, np.float32).reshape(len(self.graphs), -1)
+        return GraphSet(self.graphs, targets, target_names, self.names, smiles=True, notes=notes, layout=layout)
+
+
+def _skipped(problems, messages, path, unit, where, skip_bad):
+    """`{"skipped_<kind>": count}`; without `skip_bad`, the first kind of bad record is a `UserError`
+    naming its records (`problems`: kind → line or record numbers)."""
+    bad = {kind: numbers for kind, numbers in problems.items() if numbers}
     if bad and not skip_bad:
-        kind, lines = next(iter(bad.items()))
-        raise UserError(f"{path}: {len(lines)} row(s) with {messages[kind]} at line(s) {_rows_text(lines)}; "
-                        "fix them or pass --skip-bad to drop them.")
-    if not graphs:
-        raise UserError(f"{path}: no usable molecule.")
-    notes = {"fragments_removed": fragments}
-    notes.update({f"skipped_{kind}": len(lines) for kind, lines in bad.items()})
-    return GraphSet(graphs, np.array(values, np.float32).reshape(len(graphs), -1), target_names, names,
-                    smiles=True, notes=notes)
+        kind, numbers = next(iter(bad.items()))
+        raise UserError(f"{path}: {len(numbers)} {unit}(s) with {messages[kind]} at {where}(s) "
+                        f"{_rows_text(numbers)}; fix them or pass --skip-bad to drop them.")
+    return {f"skipped_{kind}": len(numbers) for kind, numbers in bad.items()}
+
+
+# === SDF ===
+
+SDF_SUFFIXES = (".sdf", ".sd", ".sdf.gz", ".sd.gz")
+
+
+def is_sdf(path):
+    return pathlib.Path(path).name.lower().endswith(SDF_SUFFIXES)
+
+
+def _sdf_records(path):
+    """`[(record number, mol or None)]` of an SDF file, plain or gzip (RDKit's suppliers)."""
+    import gzip
+
+    from rdkit import Chem
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # bad records are reported by number, not as RDKit's stderr lines
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            return list(enumerate(Chem.ForwardSDMolSupplier(stream), 1))
+    except (OSError, EOFError, RuntimeError) as error:
+        raise UserError(f"{path}: cannot read it as SDF ({' '.join(str(error).split())[:120]}).")
+
+
+def read_sdf(path, targets=(), largest_fragment=True, skip_bad=False):
+    """Reads an SDF file (`.sdf`, or `.sdf.gz`) into a `GraphSet`: molecule properties are targets.
+
+    The rules are the SMILES CSV's, with properties for columns and record numbers (1-based, in
+    file order) for lines: a missing, empty, `nan` or `NA` property is a missing label; a record
+    RDKit cannot parse or sanitize, an empty molecule, a non-numeric target or a record without
+    any target stops with one line naming the records (`skip_bad=True` drops and counts them);
+    salts keep their largest fragment, counted.
+
+    Args:
+        path: str or Path. The SDF file.
+        targets: list of str. Target property names (default: the one property the records have).
+        largest_fragment: bool. Keep the largest fragment of multi-fragment molecules. Defaults to True.
+        skip_bad: bool. Drop (and count) bad records instead of stopping. Defaults to False.
+    """
+    path = pathlib.Path(path)
+    records = _sdf_records(path)
+    if all(mol is None for _, mol in records):
+        raise UserError(f"{path}: no molecule RDKit can read in {len(records)} SDF record(s); an SDF record is a "
+                        "mol block (V2000 or V3000) ended by a `$$$$` line.")
+    properties = list(dict.fromkeys(name for _, mol in records if mol is not None for name in mol.GetPropNames()))
+    if targets:
+        target_names = [_pick_column(properties, name.strip(), "target", path, kind="property") for name in targets]
+    elif len(properties) == 1:
+        target_names = properties
+    else:
+        raise UserError(f"{path}: name the target propert(ies) with --targets; properties: "
+                        f"{', '.join(properties) or 'none'}")
+    found = _Molecules(("unparsable", "empty", "bad_target", "no_target"))
+    for number, mol in records:
+        if mol is None:
+            found.problems["unparsable"].append(number)
+            continue
+        if mol.GetNumAtoms() == 0:
+            found.problems["empty"].append(number)
+            continue
+        labels = [parse_target(mol.GetProp(name)) if mol.HasProp(name) else math.nan for name in target_names]
+        if found.bad_targets(labels, number):
+            continue
+        mol, removed = keep_largest_fragment(mol) if largest_fragment else (mol, 0)
+        found.add(mol, labels, removed)
+    messages = {
+        "unparsable": "a molecule RDKit cannot parse or sanitize",
+        "empty": "a molecule with no atoms",
+        "bad_target": f"a non-numeric value in {', '.join(target_names)}",
+        "no_target": f"no value in any target property ({', '.join(target_names)})",
+    }
+    return found.graph_set(target_names, path, messages, ("record", "record"), skip_bad, "SDF")
 
 
 def featurize_smiles(smiles_list, largest_fragment=True):
@@ -756,3 +872,55 @@ def kfold_split(targets, num_folds, fold, seed, stratify):
     else:
         folds = list(KFold(num_folds, shuffle=True, random_state=seed).split(np.zeros(len(targets))))
     return folds[fold]
+
+
+# === The entry: the --data value ===
+
+
+def read(source, targets=(), smiles_column="", largest_fragment=True, skip_bad=False, seed=0, verbose=True):
+    """Graphs from the `--data` value: `demo`, a SMILES CSV, an SDF file, a TU folder, or a folder
+    holding one CSV or one SDF file.
+
+    Args:
+        source: str. `demo` or a path (`tfds:` has no molecule datasets: an error).
+        targets: list of str. Target columns (CSV) or properties (SDF); not for TU folders.
+        smiles_column: str. The SMILES column of a CSV (default: the one named smiles).
+        largest_fragment: bool. Keep the largest fragment of salts and mixtures. Defaults to True.
+        skip_bad: bool. Drop (and count) bad rows or records instead of stopping. Defaults to False.
+        seed: int. The demo's seed. Defaults to 0.
+        verbose: bool. Print `data: <layout>, <N> molecules, <targets or classes>`. Defaults to True.
+
+    Returns:
+        A `GraphSet`.
+    """
+    kind, value = data_lib.source(str(source))
+    targets = [name for name in targets if name.strip()]
+    if kind == "tfds":
+        raise UserError("--data tfds:...: TFDS has no molecule datasets for this task; "
+                        "pass a SMILES CSV, an SDF file, a TU folder, or demo.")
+    if kind == "demo":
+        found = dataclasses.replace(demo_molecules(seed=seed), layout="demo molecules")
+    else:
+        if value.is_dir() and find_tu(value):
+            if targets:
+                raise UserError(f"--targets does not apply to the TU folder {value} (its targets are graph labels).")
+            found = dataclasses.replace(read_tu(value), layout=f"TU folder ({find_tu(value)})")
+        else:
+            if value.is_dir():
+                files = sorted(path for path in value.iterdir() if path.suffix.lower() == ".csv" or is_sdf(path))
+                if len(files) != 1:
+                    raise UserError(f"--data {source}: expected one .csv or .sdf file or TU files (*_A.txt), "
+                                    f"found {len(files)} .csv/.sdf files.")
+                value = files[0]
+            if is_sdf(value):
+                found = read_sdf(value, targets, largest_fragment, skip_bad)
+            else:
+                found = read_smiles_csv(value, targets, smiles_column, largest_fragment, skip_bad)
+    if verbose:
+        if found.smiles:
+            what = f"{len(found.target_names)} target{'s' if len(found.target_names) != 1 else ''} " \
+                   f"({', '.join(found.target_names)})"
+        else:
+            what = f"{len(found.node_vocabulary['graph'])} classes"
+        print(f"data: {found.layout}, {len(found)} {'molecules' if found.smiles else 'graphs'}, {what}")
+    return found
