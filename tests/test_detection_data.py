@@ -128,6 +128,44 @@ def test_coco_bad_json_and_unknown_category(tmp_path):
         readers.read_boxes(file)
 
 
+def label_studio_task(image, value, width=100, height=50):
+    return {"data": {"image": image}, "annotations": [{"result": [
+        {"type": "rectanglelabels", "original_width": width, "original_height": height,
+         "value": {"rectanglelabels": ["cell"], **value}}]}]}
+
+
+def test_label_studio_rotated_box_becomes_its_enclosing_box(tmp_path):
+    Image.new("RGB", (100, 50)).save(tmp_path / "a.png")
+    # 20 x 10 px from (10, 10), turned 90 degrees clockwise about that corner: x 0..10, y 10..30.
+    value = {"x": 10, "y": 20, "width": 20, "height": 20, "rotation": 90}
+    (tmp_path / "export.json").write_text(json.dumps([label_studio_task("/data/local-files/?d=a.png", value)]))
+    data = readers.read_boxes(tmp_path / "export.json")
+    assert data.layout == "Label Studio JSON" and data.class_names == ["cell"]
+    np.testing.assert_allclose(data.splits["train"].boxes[0], [[0, 10, 10, 30]], atol=1e-4)
+
+
+def test_label_studio_task_whose_image_is_missing(tmp_path):
+    value = {"x": 10, "y": 20, "width": 20, "height": 20}
+    (tmp_path / "export.json").write_text(json.dumps([label_studio_task("/data/upload/1/0a1b2c3d-gone.jpg", value)]))
+    with pytest.raises(UserError, match=r"export\.json: task 1: its image 0a1b2c3d-gone\.jpg is missing"):
+        readers.read_boxes(tmp_path)
+
+
+def test_createml_annotation_without_coordinates(tmp_path):
+    Image.new("RGB", (100, 50)).save(tmp_path / "a.jpg")
+    (tmp_path / "a.json").write_text(json.dumps([{"image": "a.jpg", "annotations": [{"label": "cell"}]}]))
+    with pytest.raises(UserError, match=r"a\.json: image 1 \(a\.jpg\): an annotation needs a label and coordinates"):
+        readers.read_boxes(tmp_path)
+
+
+def test_json_files_of_two_formats(tmp_path):
+    Image.new("RGB", (100, 50)).save(tmp_path / "a.jpg")
+    (tmp_path / "test.json").write_text(json.dumps([{"image": "a.jpg", "annotations": []}]))
+    (tmp_path / "train.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(UserError, match=r"train\.json: coco, unlike the other annotation files \(createml\)"):
+        readers.read_boxes(tmp_path)
+
+
 def test_yolo_txt(tmp_path):
     for split in ("train", "val"):
         (tmp_path / "images" / split).mkdir(parents=True)

@@ -1,8 +1,8 @@
 """The same images in every layout the image readers claim give the same examples.
 
 Detection: 20 BCCD images (15 train, 5 test) written as Pascal VOC, LabelImg folders, a box CSV,
-COCO JSON and a Roboflow-style YOLO data.yaml must come back with the same pixels, boxes and
-labels (YOLO's normalised floats within a pixel). Classification: an MNIST and a CIFAR-10 slice
+COCO JSON, a Roboflow-style YOLO data.yaml, a Label Studio export and CreateML JSON must come back
+with the same pixels, boxes and labels (YOLO's normalised floats within a pixel, the rest exactly). Classification: an MNIST and a CIFAR-10 slice
 as class folders and as a Kaggle-style label CSV must give the same arrays. Each new bad input
 is one line naming the file.
 """
@@ -136,11 +136,49 @@ def write_yolo(voc, reference, root):
     return root
 
 
+def write_label_studio(voc, reference, root):
+    """A Label Studio export per split (<split>.json) + images/: local-file and upload paths, a
+    cancelled annotation before the real one, a `choices` result beside the boxes."""
+    (root / "images").mkdir(parents=True)
+    tasks = {}
+    for number, (split, name, found) in enumerate(objects(reference)):
+        shutil.copy(voc / "JPEGImages" / f"{name}.jpg", root / "images")
+        source = f"/data/upload/3/1a2b3c4d-{name}.jpg" if number % 2 else f"/data/local-files/?d=images/{name}.jpg"
+        results = [{"type": "choices", "value": {"choices": ["blood"]}, "from_name": "kind", "to_name": "image"}]
+        results += [{"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 640,
+                     "original_height": 480, "image_rotation": 0,
+                     "value": {"x": x1 / 640 * 100, "y": y1 / 480 * 100, "width": (x2 - x1) / 640 * 100,
+                               "height": (y2 - y1) / 480 * 100, "rotation": 0, "rectanglelabels": [label]}}
+                    for label, x1, y1, x2, y2 in found]
+        annotations = [{"id": 1, "was_cancelled": True, "result": []}, {"id": 2, "result": results}]
+        tasks.setdefault(split, []).append({"id": number + 1, "data": {"image": source}, "annotations": annotations,
+                                            "predictions": []})
+    for split, content in tasks.items():
+        (root / f"{split}.json").write_text(json.dumps(content))
+    return root
+
+
+def write_createml(voc, reference, root):
+    """Roboflow's CreateML export: <split>/_annotations.createml.json beside the split's images."""
+    content = {}
+    for split, name, found in objects(reference):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        shutil.copy(voc / "JPEGImages" / f"{name}.jpg", root / split)
+        content.setdefault(split, []).append({"image": f"{name}.jpg", "annotations": [
+            {"label": label, "coordinates": {"x": (x1 + x2) / 2, "y": (y1 + y2) / 2, "width": x2 - x1,
+                                             "height": y2 - y1}} for label, x1, y1, x2, y2 in found]})
+    for split, items in content.items():
+        (root / split / "_annotations.createml.json").write_text(json.dumps(items))
+    return root
+
+
 LAYOUTS = {
     "labelimg": (write_labelimg, "LabelImg VOC XML", 0.0),
     "box_csv": (write_box_csv, "box CSV", 0.0),
     "coco": (write_coco, "COCO JSON", 0.0),
     "yolo": (write_yolo, "YOLO data.yaml", 1.0),  # normalised to 6 decimals: within a pixel
+    "label_studio": (write_label_studio, "Label Studio JSON", 0.0),  # percent as JSON floats: exact
+    "createml": (write_createml, "CreateML JSON", 0.0),
 }
 
 

@@ -19,6 +19,10 @@ Layouts `read` detects in a path (in this order):
                       files (relative to `path:` or to the yaml); labels at .../labels/... for .../images/...
     COCO JSON         a .json file, or root/[annotations/|<split>/]*.json (split from the name or the
                       folder: *train*, *val*, *test*), images at <file_name> in images/ or any folder near
+    Label Studio JSON the same places: an export's list of tasks, `data.image` (found by file name near
+                      the JSON) and `annotations[0].result[]` rectanglelabels in percent of the image
+    CreateML JSON     the same places: [{"image": name, "annotations": [{"label", "coordinates":
+                      {x, y, width, height}}]}], x, y the box centre in pixels, images beside the JSON
     YOLO txt          root/images/[split/]*.jpg + root/labels/[split/]*.txt ("class cx cy w h",
                       normalized), class names in root/classes.txt, obj.names or data.yaml (`names:`)
     VOC XML files     root/**/*.xml (LabelImg, Roboflow VOC), each image beside its XML or in a sibling
@@ -40,9 +44,11 @@ import collections
 import concurrent.futures
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import re
+import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -59,8 +65,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SKIP_HINT = "fix or remove it, or pass --skip-bad to skip bad images"
 EXPECTED_LAYOUTS = (
     "expected Pascal VOC (Annotations/*.xml, JPEGImages/, ImageSets/Main/*.txt), VOC XML files beside "
-    "their images (LabelImg), a COCO .json file (or a folder of them), YOLO txt (images/ and labels/ "
-    "with classes.txt or data.yaml), or a box CSV (filename,width,height,class,xmin,ymin,xmax,ymax)"
+    "their images (LabelImg), a COCO, Label Studio or CreateML .json file (or a folder of them), YOLO "
+    "txt (images/ and labels/ with classes.txt or data.yaml), or a box CSV "
+    "(filename,width,height,class,xmin,ymin,xmax,ymax)"
 )
 CSV_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")  # width, height: optional
 CSV_HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax"
@@ -144,7 +151,8 @@ def read_boxes(path, class_names=None, skip_bad=False):
     """Reads a detection dataset at a path, in any layout of the module docstring.
 
     Args:
-        path: str or path. A folder, a COCO .json, a box .csv or an Ultralytics data.yaml file.
+        path: str or path. A folder, a COCO / Label Studio / CreateML .json, a box .csv or an Ultralytics
+            data.yaml file.
         class_names: list of str or None. The classes, in order; an object of another class is
             an error (VOC, COCO by name). None: every class the annotations name, sorted.
         skip_bad: bool. Skip (and list) bad images instead of raising. Defaults to False.
@@ -158,13 +166,13 @@ def read_boxes(path, class_names=None, skip_bad=False):
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".json":
-            return read_coco([path], class_names, skip_bad)
+            return read_json([path], class_names, skip_bad)
         if suffix == ".csv":
             return read_box_csv([path], class_names, skip_bad, root=path.parent)
         if suffix in (".yaml", ".yml"):
             return read_yolo_yaml(path, class_names, skip_bad)
         raise UserError(
-            f"{path} is a single file but not COCO .json, a box .csv or a YOLO data.yaml; {EXPECTED_LAYOUTS}"
+            f"{path} is a single file but not a detection .json, a box .csv or a YOLO data.yaml; {EXPECTED_LAYOUTS}"
         )
     voc = _find_voc_root(path)
     if voc is not None:
@@ -174,7 +182,7 @@ def read_boxes(path, class_names=None, skip_bad=False):
         return read_yolo_yaml(yaml_file, class_names, skip_bad)
     jsons = _annotation_files(path, "json")
     if jsons:
-        return read_coco(jsons, class_names, skip_bad)
+        return read_json(jsons, class_names, skip_bad)
     if (path / "labels").is_dir() and (path / "images").is_dir():
         return read_yolo(path, class_names, skip_bad)
     xmls = sorted(xml for xml in path.rglob("*.xml") if not _hidden(xml, path))
@@ -451,12 +459,7 @@ def read_coco(files, class_names=None, skip_bad=False):
     for file in files:
         file = pathlib.Path(file)
         split = _split_from_name(file) if len(files) > 1 else "train"
-        try:
-            content = json.loads(file.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"malformed JSON in {file} at line {error.lineno}, column {error.colno}: {error.msg}")
-        except UnicodeDecodeError:
-            raise UserError(f"{file} is not UTF-8 text; expected COCO JSON")
+        content = _load_json(file)
         if not isinstance(content, dict) or not all(key in content for key in ("images", "annotations", "categories")):
             raise UserError(f"{file} is not COCO detection JSON: it needs the keys images, annotations and categories")
         try:
@@ -513,10 +516,137 @@ def _split_from_name(file):
     split = _split_word(file.stem) or _split_word(file.parent.name)
     if split is None:
         raise UserError(
-            f"cannot tell the split of {file}: with several COCO files, name them (or their folders) "
+            f"cannot tell the split of {file}: with several JSON files, name them (or their folders) "
             "*train*, *val* and *test*"
         )
     return split
+
+
+# === Detection JSON: COCO, Label Studio, CreateML ===
+
+
+def _load_json(file):
+    try:
+        return json.loads(pathlib.Path(file).read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"malformed JSON in {file} at line {error.lineno}, column {error.colno}: {error.msg}")
+    except UnicodeDecodeError:
+        raise UserError(f"{file} is not UTF-8 text; expected detection JSON (COCO, Label Studio or CreateML)")
+
+
+def _json_layout(content):
+    """"coco", "label studio", "createml" or None for the parsed content of a JSON file."""
+    if isinstance(content, dict) and "images" in content and "annotations" in content:
+        return "coco"
+    if isinstance(content, list) and content and all(isinstance(item, dict) for item in content):
+        if all("data" in item for item in content):  # tasks: {"data": {"image": ...}, "annotations": [...]}
+            return "label studio"
+        if all("image" in item for item in content):  # [{"image": name, "annotations": [...]}]
+            return "createml"
+    return None
+
+
+def read_json(files, class_names=None, skip_bad=False):
+    """Detection JSON files, the format told by their content: COCO (an object with images,
+    annotations and categories), a Label Studio export (a list of tasks with `data`) or CreateML
+    (a list of `{"image", "annotations"}`). Several files give the splits their names say."""
+    layout = _json_layout(_load_json(files[0]))
+    if layout == "label studio":
+        return read_label_studio(files, class_names, skip_bad)
+    if layout == "createml":
+        return read_createml(files, class_names, skip_bad)
+    return read_coco(files, class_names, skip_bad)  # its errors say what COCO needs
+
+
+def _json_list(file, layout):
+    content = _load_json(file)
+    if _json_layout(content) != layout:
+        found = _json_layout(content) or "not detection JSON"
+        raise UserError(f"{file}: {found}, unlike the other annotation files ({layout}); use one format")
+    return content
+
+
+def read_label_studio(files, class_names=None, skip_bad=False):
+    """Label Studio JSON exports: a list of tasks, each `data.image` (an upload path, a
+    `/data/local-files/?d=` path or a URL: the file name is looked for near the JSON) and
+    `annotations[].result[]` of `rectanglelabels` with x, y, width, height in percent of
+    `original_width`/`original_height` (rotated boxes become their enclosing box). The first
+    annotation that was not cancelled counts; other result types are ignored."""
+    records, bad = [], []
+    for file in map(pathlib.Path, files):
+        split = _split_from_name(file) if len(files) > 1 else "train"
+        finder = _ImageFinder(file.parent)
+        for number, task in enumerate(_json_list(file, "label studio"), 1):
+            where = f"{file}: task {task.get('id', number)}"
+            source = task["data"].get("image") if isinstance(task["data"], dict) else None
+            if not isinstance(source, str):
+                bad.append((where, "its data has no image"))
+                continue
+            name = urllib.parse.unquote(source.split("?d=")[-1].split("?")[0]).replace("\\", "/").rsplit("/", 1)[-1]
+            upload = re.match(r"^[0-9a-f]{8}-(.+)$", name)  # Label Studio prefixes uploaded files with 8 hex digits
+            image_path = finder.find([name] + ([upload.group(1)] if upload else []), file.parent)
+            if image_path is None:
+                bad.append((where, f"its image {name} is missing (looked near {file.parent} and under it)"))
+                continue
+            annotations = [one for one in task.get("annotations") or [] if not one.get("was_cancelled")]
+            try:
+                objects = [_label_studio_box(result) for result in (annotations[0].get("result") or [])
+                           if result.get("type") == "rectanglelabels"] if annotations else []
+            except _BadRecord as error:
+                bad.append((where, str(error)))
+                continue
+            records.append(_Record(split, image_path.stem, image_path, objects, where))
+    records.sort(key=lambda record: (record.split, record.name))
+    return _assemble(records, bad, class_names, skip_bad, layout="Label Studio JSON")
+
+
+def _label_studio_box(result):
+    """One `rectanglelabels` result -> (label, x1, y1, x2, y2) in pixels of the original image."""
+    try:
+        value = result["value"]
+        label = str(value["rectanglelabels"][0])
+        width, height = float(result["original_width"]), float(result["original_height"])
+        x, y = float(value["x"]) / 100 * width, float(value["y"]) / 100 * height
+        w, h = float(value["width"]) / 100 * width, float(value["height"]) / 100 * height
+        angle = math.radians(float(value.get("rotation") or 0.0))
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise _BadRecord("a rectanglelabels result needs value.x, y, width, height, rectanglelabels and "
+                         "original_width, original_height")
+    if not angle:
+        return (label, x, y, x + w, y + h)
+    # Label Studio rotates clockwise (y points down) about the top-left corner: the enclosing box.
+    cos, sin = math.cos(angle), math.sin(angle)
+    xs = [x, x + w * cos, x + w * cos - h * sin, x - h * sin]
+    ys = [y, y + w * sin, y + w * sin + h * cos, y + h * cos]
+    return (label, min(xs), min(ys), max(xs), max(ys))
+
+
+def read_createml(files, class_names=None, skip_bad=False):
+    """CreateML JSON: a list of `{"image": name, "annotations": [{"label", "coordinates": {"x", "y",
+    "width", "height"}}]}` with x, y the box centre in pixels; images beside the JSON (or near it)."""
+    records, bad = [], []
+    for file in map(pathlib.Path, files):
+        split = _split_from_name(file) if len(files) > 1 else "train"
+        finder = _ImageFinder(file.parent)
+        for number, item in enumerate(_json_list(file, "createml"), 1):
+            name = str(item["image"])
+            where = f"{file}: image {number} ({name})"
+            image_path = finder.find([name], file.parent)
+            if image_path is None:
+                bad.append((where, f"its image is missing (looked near {file.parent} and under it)"))
+                continue
+            try:
+                objects = []
+                for annotation in item.get("annotations") or []:
+                    box = annotation["coordinates"]
+                    cx, cy, w, h = (float(box[key]) for key in ("x", "y", "width", "height"))
+                    objects.append((str(annotation["label"]), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+            except (KeyError, TypeError, ValueError):
+                bad.append((where, "an annotation needs a label and coordinates {x, y, width, height}"))
+                continue
+            records.append(_Record(split, pathlib.Path(name).stem, image_path, objects, where))
+    records.sort(key=lambda record: (record.split, record.name))
+    return _assemble(records, bad, class_names, skip_bad, layout="CreateML JSON")
 
 
 # === YOLO txt ===
