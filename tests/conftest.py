@@ -47,6 +47,14 @@ def shared_data():
     return SHARED_DATA
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that starts a fresh interpreter pays a TensorFlow import (5-10 s on two cores): it runs
+    in the full suite, not in the fast lane (`-m "not slow"`), which stays in process."""
+    for item in items:
+        if item.get_closest_marker("subprocess") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_report_header(config):
     return f"per-test budget of unmarked tests: {BUDGET_SECONDS:.0f} s"
 

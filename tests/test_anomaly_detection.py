@@ -285,6 +285,7 @@ def test_cli_file_without_a_value_column_is_one_line(tmp_path, capsys):
 # === Real data: NAB ===
 
 
+@pytest.mark.slow  # real NAB series, 7 s on two cores; the demo run keeps the fast lane's proof
 def test_nab_known_cause_recipe_beats_the_rolling_zscore(shared_data, tmp_path):
     """realKnownCause (7 files, 69,561 rows): the default recipe's NAB standard score at least 20 points
     above the rolling z-score's and the random detector's. Measured at 2 epochs, seeds 0 / 1 / 2: 72.32

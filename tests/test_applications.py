@@ -28,6 +28,10 @@ CLASSIFIER_MODULES = (
 CLASSIFIERS = [
     name for name in applications.names() if applications.get(name).__module__ in CLASSIFIER_MODULES
 ]
+# The deepest members of each family (3-13 s each through the tests below on two cores) run in the
+# slow lane; a shallower member of every family keeps the contract in the fast lane.
+DEEP = {"densenet121", "densenet_bc100", "xception", "resnet34", "resnet50", "resnet50_v2", "resnet56", "resnet56_v2"}
+CLASSIFIER_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in DEEP else name for name in CLASSIFIERS]
 CONTRACT_ARGUMENTS = ["input_shape", "num_classes", "classifier_activation", "dropout_rate", "name"]
 NUM_CLASSES = 5
 BATCH_SIZE = 2
@@ -111,7 +115,7 @@ def test_builder_signature(name):
     assert "Args:" in builder.__doc__ and "num_classes: int." in builder.__doc__
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", CLASSIFIER_PARAMS)
 def test_classifier(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = applications.get(name)(input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
@@ -122,7 +126,7 @@ def test_classifier(name, tmp_path):
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (8, 8, 1)], ids=["mnist", "digits"])
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", CLASSIFIER_PARAMS)
 def test_small_grey_images(name, shape):
     # MNIST-sized and the 8x8 demo digits: no builder may pool a grid down to zero.
     model = applications.get(name)(input_shape=shape, num_classes=NUM_CLASSES)

@@ -196,6 +196,7 @@ def test_rerunning_a_complete_run_does_not_retrain(demo_run, capsys):
     assert "already complete" in result.stdout
 
 
+@pytest.mark.slow  # a second demo training (every regularizer), 17 s on two cores
 def test_every_regularizer_switch_trains(tmp_path, capsys):
     """All of them at once still has to learn (TINY network, 4 epochs at batch 32).
 
@@ -218,6 +219,7 @@ def test_every_regularizer_switch_trains(tmp_path, capsys):
     assert record["metrics"]["accuracy"] >= bar > untrained
 
 
+@pytest.mark.slow  # a second demo training (no batch norm), 14 s on two cores
 def test_no_batch_norm_trains_the_network_without_it(tmp_path, capsys):
     """resnet20 with --no-batch-norm on the demo run's recipe still learns.
 

@@ -264,6 +264,7 @@ def cifar_slice(root, destination):
     return destination
 
 
+@pytest.mark.slow  # real CIFAR-10 steps and an export, 20 s on two cores
 def test_preset_builds_trains_a_few_steps_and_exports(shared_data, tmp_path):
     tree = cifar_slice(shared_data / "cifar10_jpg", tmp_path / "cifar_slice")
     config = config_lib.build(

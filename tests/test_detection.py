@@ -198,6 +198,7 @@ def test_bad_input_through_the_real_cli(tmp_path):
 # === Faster R-CNN on the demo ===
 
 
+@pytest.mark.slow  # a second demo training (the two-stage head), 20-37 s on two cores
 def test_faster_rcnn_learns_the_demo_beside_the_baseline(tmp_path):
     """The two-stage head learns: demo mAP@0.5 at least 0.3 above the mean-box baseline, untrained
     below it (no export: the YOLOv2 demo covers it). Measured at 6 epochs, seeds 0 / 1 / 2: mAP@0.5

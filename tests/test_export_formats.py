@@ -43,12 +43,20 @@ def offered(task):
 
 CASES = [(task, form) for task in tasks.TASKS for form in offered(task)]
 FRESH_PROCESS_CASE = ("anomaly_detection", "saved_model")
-# Encoder-decoder exports trace greedy and beam decoding: 12-25 s each on two shared cores.
+# The fast lane keeps the SavedModel of every task but the encoder-decoders (their exports trace
+# greedy and beam decoding: 12-25 s each on two shared cores) and each extra format once; the rest
+# (a conversion and its runtime, 5-15 s each) and the fresh-process case run in the full suite.
 SLOW_TASKS = {"translation", "summarization"}
-PARAMS = [
-    pytest.param(task, form, id=f"{task}-{form}", marks=[pytest.mark.slow] if task in SLOW_TASKS else [])
-    for task, form in CASES
-]
+FAST_EXTRA = {("classification", "onnx"), ("classification", "tflite")}
+
+
+def lane(task, form):
+    if task in SLOW_TASKS or (task, form) == FRESH_PROCESS_CASE:
+        return [pytest.mark.slow]
+    return [] if form == "saved_model" or (task, form) in FAST_EXTRA else [pytest.mark.slow]
+
+
+PARAMS = [pytest.param(task, form, id=f"{task}-{form}", marks=lane(task, form)) for task, form in CASES]
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,6 +171,7 @@ def test_a_variable_changed_after_writing_is_refused(tmp_path, monkeypatch):
     assert only_versions(tmp_path / "saved_models" / "anomaly_detection") == []
 
 
+@pytest.mark.slow  # a TFLite conversion and its interpreter, 10 s on two cores
 def test_a_tflite_file_with_uninitialized_weights_is_refused(tmp_path, monkeypatch):
     """The converter path that once wrote NaN (weights left as resource variables) is caught."""
 
@@ -177,6 +186,7 @@ def test_a_tflite_file_with_uninitialized_weights_is_refused(tmp_path, monkeypat
     assert only_versions(tmp_path / "saved_models" / "anomaly_detection") == []
 
 
+@pytest.mark.slow  # two ONNX conversions and onnxruntime, 10 s on two cores
 def test_an_onnx_file_of_other_weights_is_refused(tmp_path, monkeypatch):
     import tf2onnx
 
@@ -203,6 +213,7 @@ def test_an_op_tflite_lacks_is_named_and_nothing_is_published(tmp_path, capfd):
     assert "TensorListReserve" not in capfd.readouterr().err  # the MLIR dump stays out of the terminal
 
 
+@pytest.mark.slow  # a GPT conversion to ONNX, 8 s on two cores
 def test_gelu_converts_to_onnx_without_erfc(tmp_path):
     path, *_ = export_task("text_generation", "onnx", tmp_path)
     record = json.loads((path / "assets" / "check.json").read_text())["onnx"]

@@ -69,6 +69,7 @@ def test_trained_hybrid_on_esol_is_not_worse_than_the_baseline(shared_data, tmp_
     assert np.mean(gains) >= 0.05, gains
 
 
+@pytest.mark.slow  # trains two networks and exports, 15 s on two cores
 def test_savedmodel_std_is_positive_for_an_ensemble_of_two(tmp_path):
     # No validation split: the residual weight stays 1, so the two members' networks differ.
     config = gp.Config(runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"),
@@ -81,6 +82,7 @@ def test_savedmodel_std_is_positive_for_an_ensemble_of_two(tmp_path):
     assert np.all(out["std"] > 0)
 
 
+@pytest.mark.slow  # trains a network and exports, 11 s on two cores
 def test_savedmodel_std_is_zero_for_one_network(tmp_path):
     config = gp.Config(runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), **TINY)
     gp.train(config)

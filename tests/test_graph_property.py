@@ -149,6 +149,7 @@ def test_predict_names_every_unparsable_smiles(demo_export):
         gp.predict(["CCO", "C1CC", ""], workdir / "saved_models" / "graph_property")
 
 
+@pytest.mark.slow  # a second demo training with descriptors and its export, 13 s on two cores
 def test_descriptors_feed_the_network_the_baseline_and_the_export(tmp_path, capsys):
     config = tiny_config(tmp_path, data=str(regression_csv(tmp_path / "logp.csv")), descriptors=True, epochs=1)
     model = gp.train(config)
@@ -174,6 +175,7 @@ def test_descriptors_feed_the_network_the_baseline_and_the_export(tmp_path, caps
     np.testing.assert_allclose(printed, expected, atol=1e-4)
 
 
+@pytest.mark.slow  # trains an ensemble of networks, 17 s on two cores
 def test_ensemble_averages_members_trained_from_different_seeds(tmp_path, capsys):
     config = tiny_config(tmp_path, data=str(regression_csv(tmp_path / "logp.csv")), ensemble=2, epochs=1,
                          validation_fraction=0.0)  # no validation split: the hybrid keeps network weight 1
@@ -198,6 +200,7 @@ def test_ensemble_averages_members_trained_from_different_seeds(tmp_path, capsys
     assert "already complete" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a second demo training (multi-task), 17 s on two cores
 def test_multi_task_classification_with_missing_labels(tmp_path):
     path = classification_csv(tmp_path / "two_tasks.csv")
     config = tiny_config(tmp_path, data=str(path), targets="lipophilic,acyclic", epochs=3, model="gin")
@@ -245,6 +248,7 @@ def test_cli_bad_smiles_and_bad_tu_counts_are_one_line_errors(tmp_path, capsys):
 # === Real data ===
 
 
+@pytest.mark.slow  # real ESOL training, 25 s on two cores; the demo bar keeps the fast lane's proof
 def test_esol_beats_the_fingerprint_ridge_and_the_mean_predictor(shared_data, tmp_path):
     """ESOL (1,128 molecules, 80/10/10): the hybrid's test RMSE at most ESOL_BAR, below the fingerprint
     ridge (1.27) and the mean predictor (2.19); the same hybrid untrained (its blend weight chosen on
@@ -274,6 +278,7 @@ def test_esol_beats_the_fingerprint_ridge_and_the_mean_predictor(shared_data, tm
 ESOL_EPOCHS, ESOL_BAR = 10, 1.1
 
 
+@pytest.mark.slow  # one real MUTAG training per fold, 14 s on two cores
 def test_mutag_folds_report_the_mean_and_spread_of_every_fold(shared_data, tmp_path):
     """K-fold bookkeeping on MUTAG (188 graphs): three folds, their mean and std, no export.
 
@@ -295,6 +300,7 @@ def test_mutag_folds_report_the_mean_and_spread_of_every_fold(shared_data, tmp_p
     assert not (tmp_path / "saved_models").exists()  # a K-fold run estimates; it does not export
 
 
+@pytest.mark.slow  # real MUTAG training and export, 11 s on two cores
 def test_mutag_descriptors_of_the_rebuilt_molecules_reach_the_export_and_predict(shared_data, tmp_path, capsys):
     """One fold of MUTAG with RDKit descriptors of the molecules rebuilt from the TU labels: the
     baseline, the export and predict on a folder without README see the same molecules. Plumbing,

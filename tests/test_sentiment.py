@@ -276,6 +276,7 @@ def test_cli_non_utf8_data_and_a_missing_file_are_one_line_errors(tmp_path):
 # === Pretraining, cross-validation and WordPiece export ===
 
 
+@pytest.mark.slow  # a BERT pretraining epoch and a fine-tune, 13 s on two cores
 def test_masked_lm_pretraining_moves_the_classifiers_encoder(tmp_path):
     config = tiny_config(tmp_path, model="bert_tiny", embed_dim=32, num_heads=2, pretrain_epochs=1, batch_size=128)
     data = st.load_data(config)
@@ -289,6 +290,7 @@ def test_masked_lm_pretraining_moves_the_classifiers_encoder(tmp_path):
     assert any(not np.array_equal(old, np.array(new)) for old, new in zip(before, encoder.weights))
 
 
+@pytest.mark.slow  # one training per fold, 11 s on two cores
 def test_cross_validation_trains_every_fold_and_writes_the_summary(tmp_path):
     config = tiny_config(tmp_path, folds=2, epochs=1, embed_dim=8)
     summary = st.train(config)

@@ -255,6 +255,7 @@ def test_lead_three_skips_the_title_and_scores_like_the_model():
     assert 0 < result["rougeL"] < 100
 
 
+@pytest.mark.slow  # the abstractive demo (a second summarization training, 20 s on two cores); the extractive default keeps the fast lane's proof
 def test_train_writes_rouge_beside_lead_three_plots_and_an_export(demo_export):
     workdir, _, _ = demo_export
     (run,) = (workdir / "runs" / "summarization").iterdir()
@@ -267,6 +268,7 @@ def test_train_writes_rouge_beside_lead_three_plots_and_an_export(demo_export):
     assert (workdir / "saved_models" / "summarization" / "1" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow  # the abstractive demo (a second summarization training, 20 s on two cores); the extractive default keeps the fast lane's proof
 def test_abstractive_export_matches_the_model(demo_export):
     workdir, _, model = demo_export
     version = workdir / "saved_models" / "summarization" / "1"
@@ -281,6 +283,7 @@ def test_abstractive_export_matches_the_model(demo_export):
     assert decode(beam) == seq2seq.generate_texts(model, info, texts, beam_width=2)
 
 
+@pytest.mark.slow  # the abstractive demo (a second summarization training, 20 s on two cores); the extractive default keeps the fast lane's proof
 def test_abstractive_predict_reads_whole_files(demo_export, tmp_path, capsys):
     workdir, _, _ = demo_export
     path = tmp_path / "report.txt"
@@ -290,6 +293,7 @@ def test_abstractive_predict_reads_whole_files(demo_export, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == summary.strip()
 
 
+@pytest.mark.slow  # the abstractive demo (a second summarization training, 20 s on two cores); the extractive default keeps the fast lane's proof
 def test_bad_inputs_are_one_line_errors_or_warnings(demo_export, capsys):
     workdir, _, _ = demo_export
     model_dir = str(workdir / "saved_models" / "summarization")
@@ -303,6 +307,7 @@ def test_bad_inputs_are_one_line_errors_or_warnings(demo_export, capsys):
     assert any("input 2:" in line and "truncated to the model's maximum of 80" in line for line in warnings)
 
 
+@pytest.mark.slow  # the abstractive demo (a second summarization training, 20 s on two cores); the extractive default keeps the fast lane's proof
 def test_sentences_flag_is_refused_by_an_abstractive_export(demo_export, capsys):
     workdir, _, _ = demo_export
     result = helpers.run_in_process(sm, capsys, workdir, "predict", "--model", workdir / "saved_models" / "summarization",
