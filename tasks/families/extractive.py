@@ -112,18 +112,45 @@ def summarize(model, info, texts, k=None):
     return select(logits, sentences, counts, k, info["max_sentences"]), counts > info["max_sentences"]
 
 
-@tf.function(reduce_retracing=True)
-def _summarize_batch(model, info_key, texts, k):
-    return summarize(model, _INFO[info_key], texts, k)
+class Summarizer:
+    """A model, its `info` and its traced batch functions: lists of documents in, summaries out.
 
+        summarizer = Summarizer(model, info)
+        summarizer.texts(documents, k=3)        # the top-k sentences of each, in document order
+        summarizer.rankings(documents)          # each document's sentences and their order, best first
+    """
 
-@tf.function(reduce_retracing=True)
-def _score_batch(model, info_key, texts):
-    tokens, sentences, counts = featurize(texts, _INFO[info_key])
-    return model(tokens, training=False), sentences, counts
+    def __init__(self, model, info):
+        self.model, self.info = model, info
+        self._summarize = tf.function(self._summarize_batch, reduce_retracing=True)
+        self._score = tf.function(self._score_batch, reduce_retracing=True)
 
+    def _summarize_batch(self, texts, k):
+        return summarize(self.model, self.info, texts, k)
 
-_INFO = {}
+    def _score_batch(self, texts):
+        tokens, sentences, counts = featurize(texts, self.info)
+        return self.model(tokens, training=False), sentences, counts
+
+    def texts(self, texts, k=None, batch_size=32):
+        """A list of str → a list of str (summaries), in batches of one shape (one trace)."""
+        k = tf.constant(self.info["summary_sentences"] if k is None else k, tf.int32)
+        outputs = []
+        for batch, count in _batches(texts, batch_size):
+            result, _ = self._summarize(batch, k)
+            outputs.extend(text.decode("utf-8") for text in result.numpy()[:count])
+        return outputs
+
+    def rankings(self, texts, batch_size=32):
+        """For each text: its sentences (as read) and their indices, best score first."""
+        result = []
+        for batch, count in _batches(texts, batch_size):
+            logits, sentences, counts = (value.numpy() for value in self._score(batch))
+            for row in range(count):
+                n = min(int(counts[row]), self.info["max_sentences"])
+                texts_row = [s.decode("utf-8") for s in sentences[row, :n]]
+                result.append((texts_row, list(np.argsort(-logits[row, :n], kind="stable"))))
+        return result
 
 
 def _batches(texts, batch_size):
@@ -134,27 +161,8 @@ def _batches(texts, batch_size):
 
 
 def summarize_texts(model, info, texts, k=None, batch_size=32):
-    """A list of str → a list of str (summaries), in batches by one traced graph."""
-    _INFO[id(info)] = info
-    k = tf.constant(info["summary_sentences"] if k is None else k, tf.int32)
-    outputs = []
-    for batch, count in _batches(texts, batch_size):
-        result, _ = _summarize_batch(model, id(info), batch, k)
-        outputs.extend(text.decode("utf-8") for text in result.numpy()[:count])
-    return outputs
-
-
-def rankings(model, info, texts, batch_size=32):
-    """For each text: its sentences (as read) and their indices, best score first."""
-    _INFO[id(info)] = info
-    result = []
-    for batch, count in _batches(texts, batch_size):
-        logits, sentences, counts = (value.numpy() for value in _score_batch(model, id(info), batch))
-        for row in range(count):
-            n = min(int(counts[row]), info["max_sentences"])
-            texts_row = [s.decode("utf-8") for s in sentences[row, :n]]
-            result.append((texts_row, list(np.argsort(-logits[row, :n], kind="stable"))))
-    return result
+    """A list of str → a list of str (a `Summarizer` used once: hold one to summarize repeatedly)."""
+    return Summarizer(model, info).texts(texts, k, batch_size)
 
 
 def top_k_summary(sentences, order, k):
@@ -294,7 +302,7 @@ def build_model(config, info):
 def choose_k(model, info, sources, references, score):
     """The k of CANDIDATE_K with the best mean ROUGE-2 + ROUGE-L on (the first) validation documents."""
     sources, references = sources[:SELECTION_DOCUMENTS], references[:SELECTION_DOCUMENTS]
-    ranked = rankings(model, info, sources)
+    ranked = Summarizer(model, info).rankings(sources)
     results = {}
     for k in CANDIDATE_K:
         summaries = [top_k_summary(sentences, order, k) for sentences, order in ranked]
@@ -347,14 +355,15 @@ def evaluate(model, data, config, plots_dir, score):
     """ROUGE of the top-k summaries of the test documents, and of lead-k; documents/s; samples.txt."""
     k = resolve_k(data, config, model, score)
     sources, references = data.test_sources, data.test_references
-    summarize_texts(model, data.info, sources[: config.batch_size], batch_size=config.batch_size)  # trace
+    summarizer = Summarizer(model, data.info)
+    summarizer.texts(sources[: config.batch_size], batch_size=config.batch_size)  # trace
     started = time.perf_counter()
-    summaries = summarize_texts(model, data.info, sources, batch_size=config.batch_size)
+    summaries = summarizer.texts(sources, batch_size=config.batch_size)
     speed = len(sources) / max(time.perf_counter() - started, 1e-9)
     result = score(summaries, references)
     # Lead-k (the first k sentences as this model reads them): what position alone gives at the same length.
     lead_k = [top_k_summary(sentences, list(range(len(sentences))), k)
-              for sentences, _ in rankings(model, data.info, sources)]
+              for sentences, _ in summarizer.rankings(sources)]
     result.update({f"lead_k_{key}": value for key, value in score(lead_k, references).items()})
     result.update(summary_sentences=k, documents_per_second=speed, test_pairs=len(sources))
     if plots_dir is not None:

@@ -462,35 +462,44 @@ def generate(model, info, texts, max_length=None, beam_width=1, length_penalty=0
     return tf.where(lengths > 0, outputs, ""), truncated
 
 
-@tf.function(reduce_retracing=True)
-def _generate_batch(model, info_key, texts, beam_width, length_penalty):
-    return generate(model, _INFO[info_key], texts, None, beam_width, length_penalty)
+class Decoder:
+    """A model, its `info` and one traced batch function: lists of strings in, lists out.
 
+        decoder = Decoder(model, info)
+        decoder.texts(["ein Hund läuft ."], beam_width=3)      # one trace per beam width
+        outputs, per_second = decoder.timed(texts, batch_size=64)
+    """
 
-_INFO = {}
+    def __init__(self, model, info):
+        self.model, self.info = model, info
+        codecs(info)  # built outside the traced function
+        self._batch = tf.function(self._generate_batch, reduce_retracing=True)
+
+    def _generate_batch(self, texts, beam_width, length_penalty):
+        return generate(self.model, self.info, texts, None, beam_width, length_penalty)
+
+    def texts(self, texts, batch_size=64, beam_width=1, length_penalty=0.6):
+        """A list of str → a list of str, decoded in batches of one shape (one trace)."""
+        outputs = []
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start:start + batch_size])
+            count = len(batch)
+            batch += [""] * (batch_size - count)
+            result, _ = self._batch(tf.constant(batch), beam_width, tf.constant(length_penalty, tf.float32))
+            outputs.extend(text.decode("utf-8") for text in result.numpy()[:count])
+        return outputs
+
+    def timed(self, texts, batch_size, beam_width=1, length_penalty=0.6):
+        """`(outputs, sentences per second)`; a first batch traces the graph before the clock starts."""
+        self.texts(texts[:batch_size], batch_size, beam_width, length_penalty)
+        started = time.perf_counter()
+        outputs = self.texts(texts, batch_size, beam_width, length_penalty)
+        return outputs, len(texts) / max(time.perf_counter() - started, 1e-9)
 
 
 def generate_texts(model, info, texts, batch_size=64, beam_width=1, length_penalty=0.6):
-    """A list of str → a list of str, decoded in batches by one traced graph."""
-    key = id(info)
-    _INFO[key] = info
-    codecs(info)  # built outside the traced function
-    outputs = []
-    for start in range(0, len(texts), batch_size):
-        batch = list(texts[start:start + batch_size])
-        count = len(batch)
-        batch += [""] * (batch_size - count)  # one batch shape: one trace
-        result, _ = _generate_batch(model, key, tf.constant(batch), beam_width, tf.constant(length_penalty, tf.float32))
-        outputs.extend(text.decode("utf-8") for text in result.numpy()[:count])
-    return outputs
-
-
-def timed_generate(model, info, texts, batch_size, beam_width=1, length_penalty=0.6):
-    """`(outputs, sentences per second)`; a first batch traces the graph before the clock starts."""
-    generate_texts(model, info, texts[:batch_size], batch_size, beam_width, length_penalty)
-    started = time.perf_counter()
-    outputs = generate_texts(model, info, texts, batch_size, beam_width, length_penalty)
-    return outputs, len(texts) / max(time.perf_counter() - started, 1e-9)
+    """A list of str → a list of str (a `Decoder` used once: hold one to decode repeatedly)."""
+    return Decoder(model, info).texts(texts, batch_size, beam_width, length_penalty)
 
 
 # === Evaluation ===
@@ -504,12 +513,13 @@ def evaluate(model, data, config, plots_dir, score):
     """
     info, references, sources = data.info, data.test_references, data.test_sources
     result = {}
-    greedy, speed = timed_generate(model, info, sources, config.batch_size)
+    decoder = Decoder(model, info)
+    greedy, speed = decoder.timed(sources, config.batch_size)
     result.update(score(greedy, references))
     result["greedy_sentences_per_second"] = speed
     if config.beam_width > 1:
         batch_size = max(config.batch_size // config.beam_width, 1)
-        beam, speed = timed_generate(model, info, sources, batch_size, config.beam_width, config.length_penalty)
+        beam, speed = decoder.timed(sources, batch_size, config.beam_width, config.length_penalty)
         for key, value in score(beam, references).items():
             result[f"{key}_beam{config.beam_width}"] = value
         result["beam_sentences_per_second"] = speed
