@@ -7,6 +7,7 @@ same bar: `trained <= bar < untrained` in nats per character.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -22,9 +23,10 @@ from tasks.core.errors import UserError
 from tests import helpers
 from tests.helpers import assert_one_line_error
 
-# A tiny GPT on the demo text: seconds, enough to exercise every verb.
-TINY = {"epochs": 1, "steps_per_epoch": 8, "batch_size": 16, "sequence_length": 32, "num_layers": 1,
-        "embed_dim": 32, "num_heads": 2, "sample_length": 20, "verbose": 2}
+# A one-block GPT on the demo text: seconds, enough to beat the bigram (about 1.0 against 1.79
+# nats/char; untrained 3.46) and to exercise every verb.
+TINY = {"epochs": 1, "steps_per_epoch": 100, "batch_size": 16, "sequence_length": 32, "num_layers": 1,
+        "embed_dim": 64, "num_heads": 2, "learning_rate": 1e-2, "sample_length": 20, "verbose": 2}
 
 
 def tiny_config(tmp_path, **overrides):
@@ -36,6 +38,21 @@ def untrained_nats_per_char(config, run):
     """Nats per character of the model for `config` built but never fitted, on the run's test split."""
     data = tg.load_data(config, saved=json.loads((run / "info.json").read_text()))
     return tg.evaluate(tg.build_model(config, data.info), data, config)["nats_per_char"]
+
+
+def known_word_share(text):
+    """The share of the words of `text` that the demo grammar uses (1.0: every word spelled right)."""
+    vocabulary = set(re.findall(r"[a-z]+", tg.demo_text(20_000).lower()))
+    words = re.findall(r"[a-z]+", text.lower())
+    return sum(word in vocabulary for word in words) / max(len(words), 1)
+
+
+def keras_sample(model, info, prompt, max_new_tokens, seed=0):
+    """The continuation of `prompt` at temperature 0.8 (as the per-epoch sample is drawn)."""
+    codec = tg.codec_for(info)
+    ids = tg.prompt_ids(codec, tf.constant(prompt), info)
+    return codec.decode_numpy(tg.generate_ids(model, ids, max_new_tokens, temperature=0.8, seed=seed,
+                                              context_length=info["sequence_length"]).numpy())
 
 
 GREEDY_SCRIPT = (
@@ -202,9 +219,40 @@ def test_train_writes_run_metrics_beside_both_baselines_and_an_export(demo_expor
         assert key in record["metrics"] and key in record["baseline"] and key in record["baseline"]["unigram"]
     assert (run / "plots" / "loss_by_position.png").is_file()
     info = json.loads((run / "info.json").read_text())
-    assert info["num_train"] == 8 * 16 and info["test_is_validation"] and info["vocabulary"]
+    assert info["num_train"] == 100 * 16 and info["test_is_validation"] and info["vocabulary"]
     version = workdir / "saved_models" / "text_generation" / "1"
     assert json.loads((version / "assets" / "info.json").read_text())["vocabulary"] == info["vocabulary"]
+
+
+def test_the_demo_beats_the_bigram_and_untrained_does_not(demo_export):
+    """Bar: the bigram's nats/char. Measured: 1.03 trained (100 steps), 1.79 bigram, 3.46 untrained."""
+    workdir, config, _ = demo_export
+    (run,) = (workdir / "runs" / "text_generation").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    bar = record["baseline"]["nats_per_char"]
+    untrained = untrained_nats_per_char(config, run)
+    assert record["metrics"]["nats_per_char"] < bar < untrained, (record["metrics"]["nats_per_char"], bar, untrained)
+
+
+@pytest.mark.slow  # the default demo, 360 steps of a 2 x 64 GPT: ~50 CPU-s, 60-100 s on two shared cores
+def test_the_default_demo_spells_words_and_untrained_does_not(tmp_path):
+    """Bars: nats/char below the bigram; 90 % of the sampled words are the grammar's.
+
+    Measured: 0.33 nats/char (bigram 1.79), 0.97-1.0 of the words known (seeds 0-2); untrained 3.46
+    and 0.00-0.05.
+    """
+    config = tg.Config(runs_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=0)
+    model = tg.train(config)
+    (run,) = (tmp_path / "runs" / "text_generation").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    info = json.loads((run / "info.json").read_text())
+    bar = record["baseline"]["nats_per_char"]
+    untrained = tg.build_model(config, info)
+    data = tg.load_data(config, saved=info)
+    assert record["metrics"]["nats_per_char"] < bar < tg.evaluate(untrained, data, config)["nats_per_char"]
+    trained_share = known_word_share(keras_sample(model, info, "The ", 300))
+    untrained_share = known_word_share(keras_sample(untrained, info, "The ", 300))
+    assert trained_share >= 0.9 > untrained_share, (trained_share, untrained_share)
 
 
 @pytest.mark.subprocess
@@ -286,6 +334,14 @@ def test_cli_predict_with_a_zero_temperature_is_a_one_line_error(demo_export, tm
 def test_cli_train_with_an_overlong_sequence_is_a_one_line_error_before_writing(tmp_path, capsys):
     result = helpers.run_in_process(tg, capsys, tmp_path, "train", "--sequence-length", "100000", "--epochs", "1")
     assert_one_line_error(result, "--sequence-length")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_empty_text_file_is_a_one_line_error_saying_so(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    result = helpers.run_in_process(tg, capsys, tmp_path, "train", "--data", tmp_path / "empty.txt")
+    assert_one_line_error(result, "the file is empty")
+    assert "--validation-fraction" not in result.stderr
     assert not (tmp_path / "runs").exists()
 
 

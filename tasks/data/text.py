@@ -592,6 +592,10 @@ def read_corpus(source, validation_fraction=0.1, demo=None, verbose=True):
             text, layout = "\n".join(_corpus_file(path) for path in files), f"folder of {len(files)} .txt files"
         else:
             text, layout = _corpus_file(value), "text file"
+        if not text.strip():
+            what = ("the .txt files hold no text" if value.is_dir() else
+                    "the file is empty" if not text else "the file holds only whitespace")
+            raise UserError(f"--data {source}: {what}; give it text to learn from.")
         # Contiguous: the first (1 - fraction) of the characters train, the rest validates.
         cut = int(round(len(text) * (1.0 - validation_fraction)))
         texts = {"train": text[:cut], "validation": text[cut:]}
