@@ -249,10 +249,7 @@ def build_model(config, info):
     wanted = training.flag_arguments(config, builder, ("filters", "units"), passed={"horizon": config.horizon})
     model = training.build_network(builder, config, window_length=info["window_length"],
                                    dropout_rate=config.dropout_rate, **wanted)
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss="mse",
-                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
-    return model
+    return training.compile(model, config, info, loss="mse", metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
 
 
 # === Scores: errors → a rolling Gaussian tail → [0, 1] ===

@@ -224,16 +224,11 @@ def build_model(config, info):
         if not config.batch_norm:
             network = augment.without_batch_norm(network)
         model = keras.Model(inputs, network(x), name=f"{config.model}_classifier")
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if info["num_classes"] >= 10:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
-    model.compile(
-        optimizer=training.optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=metrics,
-    )
-    return model
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+    return training.compile(model, config, info, loss=loss, metrics=metrics)
 
 
 # === Baseline and evaluation ===
@@ -345,8 +340,8 @@ def callbacks(config, data, run):
     accuracy (with `--tta`) reaches each value (report only)."""
     result = []
     if config.lookahead:
-        steps_per_epoch = int(np.ceil(data.info["num_train"] / config.batch_size))
-        result.append(training.Lookahead(config.lookahead, config.epochs * steps_per_epoch))
+        total_steps = config.epochs * training.steps_per_epoch(config, data.info)
+        result.append(training.Lookahead(config.lookahead, total_steps))
     if not config.time_to_accuracy:
         return result
     thresholds = parse_thresholds(config.time_to_accuracy)

@@ -289,9 +289,7 @@ def build_model(config, info):
     except ValueError as error:
         raise UserError(f"--model {config.model} --backbone {config.backbone}: {error}")
     model = keras.Model(inputs, network(x), name=f"{config.model}_detector")
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=head.losses(network))
-    return model
+    return training.compile(model, config, info, loss=head.losses(network))
 
 
 def detector(model, info, options):

@@ -314,11 +314,9 @@ def build_model(config, info):
         model = applications.mpnn.residual_hybrid(model, np.array(head["kernel"]), np.array(head["bias"]),
                                                   info.get("graph_feature_stats"), mode=head.get("mode", "residual"),
                                                   name=f"{config.model}_hybrid")
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
     # Outputs are in target units; errors divided by the training std weigh every target the same.
     scale = info["target_std"] if info["kind"] == "regression" else None
-    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=MaskedLoss(info["kind"], scale))
-    return model
+    return training.compile(model, config, info, loss=MaskedLoss(info["kind"], scale))
 
 
 def callbacks(config, data, run):

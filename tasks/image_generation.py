@@ -199,10 +199,8 @@ def build_model(config, info):
         model = builder(**kwargs)
     except ValueError as error:
         raise UserError(f"--model {config.model}: {error}; use --image-size to resize the images.")
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-
     def make_optimizer():
-        optimizer = training.optimizer(config, steps_per_epoch)
+        optimizer = training.optimizer(config, training.steps_per_epoch(config, info))
         if hasattr(optimizer, "beta_1"):
             optimizer.beta_1 = config.beta_1  # read at each update; set before the first
         return optimizer

@@ -445,16 +445,10 @@ def build_model(config, info):
     network = training.build_network(builder, config, input_shape=shape, num_classes=info["num_classes"],
                                      **arguments)
     model = keras.Model(inputs, network(x), name=f"{config.model}_segmenter")
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(
-        optimizer=training.optimizer(config, steps_per_epoch),
-        loss=SegmentationLoss(info["num_classes"], config.loss, info["class_weights"]),
-        metrics=[
-            keras.metrics.MeanIoU(info["num_classes"], ignore_class=IGNORE, sparse_y_pred=False, name="miou"),
-            segmentation_metrics.PixelAccuracy(IGNORE),
-        ],
-    )
-    return model
+    metrics = [keras.metrics.MeanIoU(info["num_classes"], ignore_class=IGNORE, sparse_y_pred=False, name="miou"),
+               segmentation_metrics.PixelAccuracy(IGNORE)]
+    loss = SegmentationLoss(info["num_classes"], config.loss, info["class_weights"])
+    return training.compile(model, config, info, loss=loss, metrics=metrics)
 
 
 # === Inference on images of any size ===

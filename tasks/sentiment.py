@@ -402,13 +402,8 @@ def build_model(config, info):
         wanted["dropout_rate"] = config.dropout_rate
     model = training.build_network(builder, config, info["vocabulary_size"], info["sequence_length"],
                                    info["num_classes"], **wanted)
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(
-        optimizer=training.optimizer(config, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
+    return training.compile(model, config, info, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 # === Pretraining (masked language model on the task's own text) ===
@@ -460,14 +455,11 @@ class MaskedLMPretraining(keras.callbacks.Callback):
         max_predictions = max(1, int(np.ceil(config.mask_rate * config.sequence_length)))
         mlm = bert_family.masked_lm(self.model, max_predictions)
         vocabulary_size = mlm.get_layer("mlm_head").vocabulary_size
-        steps = int(np.ceil(len(self.ids) / config.batch_size))
         schedule = dataclasses.replace(config, epochs=config.pretrain_epochs,
                                        warmup_epochs=min(1.0, config.pretrain_epochs / 5))
-        mlm.compile(
-            optimizer=training.optimizer(schedule, steps),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+        training.compile(mlm, schedule, {"num_train": len(self.ids)},
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         if config.verbose:
             print(f"Masked-LM pretraining of the encoder: {config.pretrain_epochs} epoch(s) on {len(self.ids)} sentences.")
         history = mlm.fit(

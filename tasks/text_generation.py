@@ -267,13 +267,8 @@ def build_model(config, info):
                   **wanted}
     model = training.build_network(builder, config, vocabulary_size=info["vocabulary_size"],
                                    sequence_length=info["sequence_length"], **wanted)
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(
-        optimizer=training.optimizer(config, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
+    return training.compile(model, config, info, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 # === Baseline and evaluation ===

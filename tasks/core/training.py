@@ -180,6 +180,19 @@ def build_network(builder, config, *args, **kwargs):
         raise UserError(f"--model {config.model}: {error}") from None
 
 
+def steps_per_epoch(config, info):
+    """Optimizer steps in one pass over the training split (`info["num_train"]` examples)."""
+    return int(np.ceil(info["num_train"] / config.batch_size))
+
+
+def compile(model, config, info, loss=None, metrics=None, weighted_metrics=None):
+    """Compiles `model` with the config's optimizer (its schedule over `--epochs` passes of the
+    training split) and the task's loss and metrics; returns the model."""
+    model.compile(optimizer=optimizer(config, steps_per_epoch(config, info)), loss=loss, metrics=metrics,
+                  weighted_metrics=weighted_metrics)
+    return model
+
+
 def optimizer(config, steps_per_epoch):
     """The config's optimizer with its schedule over `config.epochs * steps_per_epoch` steps."""
     total = config.epochs * steps_per_epoch

@@ -290,10 +290,8 @@ def build_model(config, info):
                                      ("num_layers", "num_heads", "intermediate_dim", "embed_dim", "units"))
     model = training.build_network(builder, config, info["hash_buckets"], info["max_sentences"],
                                    info["max_sentence_tokens"], dropout_rate=config.dropout_rate, **wanted)
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(optimizer=training.optimizer(config, steps_per_epoch), loss=sentence_loss,
-                  weighted_metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)])
-    return model
+    return training.compile(model, config, info, loss=sentence_loss,
+                            weighted_metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)])
 
 
 # === Choosing k, evaluation ===

@@ -341,13 +341,9 @@ def build_model(config, info):
                 "max_target_length": info["max_target_length"]})
     model = training.build_network(builder, config, info["source_vocabulary_size"], info["target_vocabulary_size"],
                                    **wanted)
-    steps_per_epoch = int(np.ceil(info["num_train"] / config.batch_size))
-    model.compile(
-        optimizer=training.optimizer(config, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
+    return training.compile(model, config, info,
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID),
+                            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 # === Decoding ===
