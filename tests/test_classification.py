@@ -161,6 +161,23 @@ def test_predict_prints_the_saved_models_labels_and_draws(demo_run, tmp_path, ca
     assert_one_line_error(result, "broken.png", "cannot decode")
 
 
+def test_predict_on_a_folder_runs_every_image_in_it(demo_run, tmp_path, capsys):
+    workdir, _ = demo_run
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    for path in [folder / "b.png", folder / "a.JPG", folder / "more" / "c.png"]:
+        Image.new("RGB", (12, 12), color=(40, 200, 40)).save(path, format="PNG" if path.suffix == ".png" else "JPEG")
+    (folder / "notes.txt").write_text("not an image")
+    model_root = workdir / "saved_models" / "classification"
+    result = run_in_process(capsys, tmp_path, "predict", "--model", model_root, "--output", tmp_path / "out", folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
+    assert names == [str(folder / "a.JPG"), str(folder / "b.png"), str(folder / "more" / "c.png")]
+    (tmp_path / "empty").mkdir()
+    result = run_in_process(capsys, tmp_path, "predict", "--model", model_root, tmp_path / "empty")
+    assert_one_line_error(result, "empty", "no image files")
+
+
 def test_evaluate_finds_the_run_and_repeats_its_metrics(demo_run, capsys):
     workdir, _ = demo_run
     result = run_in_process(capsys, workdir, "evaluate", *QUICK)

@@ -162,12 +162,31 @@ def check_paths(inputs, looks=looks_like_path):
                             "a file name needs a space in it).")
 
 
+# The image files `tf.io.decode_image` reads, as a folder INPUT of `predict` is scanned for them.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+def image_files(inputs):
+    """The INPUTs with each folder replaced by its image files (`IMAGE_SUFFIXES`, at any depth, in
+    path order); a folder without any is a `UserError` naming it."""
+    for name in inputs:
+        folder = pathlib.Path(name)
+        if not folder.is_dir():
+            yield name
+            continue
+        found = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise UserError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        yield from (str(path) for path in found)
+
+
 def on_image_files(signature, inputs):
     """Yields `(name, encoded bytes, outputs)` of a bytes signature on each image file.
 
-    A missing file or one the signature cannot decode is a `UserError` naming it.
+    A folder stands for its image files (`image_files`). A missing file or one the signature cannot
+    decode is a `UserError` naming it.
     """
-    for name in inputs:
+    for name in image_files(inputs):
         file = pathlib.Path(name)
         if not file.is_file():
             raise UserError(f"{name}: no such image file.")
