@@ -595,7 +595,6 @@ def evaluate(model, data, config, plots_dir=None):
 
 def plot_series(one, scores, threshold, path, title=None):
     """The series with its labelled windows (red bands), probationary period (grey) and detections."""
-    from tasks.core import plots  # noqa: F401  (sets the headless Agg backend first)
     import matplotlib.pyplot as plt
 
     path = pathlib.Path(path)
@@ -616,10 +615,7 @@ def plot_series(one, scores, threshold, path, title=None):
     bottom.set_ylim(0, 1.02)
     bottom.set_ylabel("score")
     bottom.set_xlabel("row")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return plots.save(figure, path, dpi=90)
 
 
 # === Export and predict ===

@@ -386,14 +386,7 @@ def serving(model, info):
     tta = info.get("tta", "none")  # the training run's --tta, recorded in info.json
 
     def finish(images):
-        probabilities = tf.nn.softmax(tta_logits(model, images, tta), axis=-1)
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {
-            "probabilities": probabilities,
-            "class_id": class_id,
-            "label": tf.gather(names, class_id),
-            "score": tf.reduce_max(probabilities, axis=-1),
-        }
+        return export.class_outputs(tf.nn.softmax(tta_logits(model, images, tta), axis=-1), names)
 
     def resize(images):  # (B, H', W', C) uint8 → (B, H, W, C) float32 in [0, 255]
         images = tf.cast(images, tf.float32)

@@ -701,10 +701,7 @@ def parity_plot(targets, predicted, names, path, limit=4):
         axis.set_xlabel("measured")
         axis.set_ylabel("predicted")
         axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
 
 
 def roc_plot(targets, probabilities, names, path, limit=8):
@@ -727,10 +724,7 @@ def roc_plot(targets, probabilities, names, path, limit=8):
     axis.set_title("ROC (test)")
     axis.legend(fontsize=8, loc="lower right")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
 
 
 # === Export and predict ===

@@ -595,15 +595,9 @@ def serving(model, info):
     def classify(sentences):
         ids, counts = tokenizer(sentences)
         probabilities = tf.nn.softmax(tf.cast(model(ids, training=False), tf.float32), axis=-1)  # (N, C)
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {
-            "probabilities": probabilities,
-            "class_id": class_id,
-            "label": tf.gather(names, class_id),
-            "score": tf.reduce_max(probabilities, axis=-1),
-            "num_tokens": counts,  # before truncation
-            "truncated": counts > length,
-        }
+        return {**export.class_outputs(probabilities, names),
+                "num_tokens": counts,  # before truncation
+                "truncated": counts > length}
 
     example = [np.array([b"a wonderful , moving film", b"", " ".join(["dull"] * (length + 5)).encode()])]
     return [export.Endpoint("serving_default", classify, [tf.TensorSpec([None], tf.string, name="sentences")], example)]

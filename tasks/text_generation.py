@@ -358,10 +358,7 @@ def plot_loss_by_position(losses, path):
     axis.set_ylabel("nats per token")
     axis.set_title("Test loss by position in the window")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
 
 
 # === Sampling and generation ===

@@ -223,6 +223,18 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
         task: str. The task name (the folder under `export_dir`).
         model: keras.Model. The model the endpoints call (its variables are tracked).
         endpoints: list of Endpoint. The first is `serving_default`.
+def class_outputs(probabilities, names):
+    """A classifier's serving outputs from (B, C) probabilities and the (C,) class-name tensor:
+    `probabilities`, `class_id` (B,) int32, `label` (B,) string and `score` (B,) (the top probability)."""
+    class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "probabilities": probabilities,
+        "class_id": class_id,
+        "label": tf.gather(names, class_id),
+        "score": tf.reduce_max(probabilities, axis=-1),
+    }
+
+
         assets: dict. File name -> text written into `assets/`.
         export_dir: str. The export root. Defaults to "saved_models".
         extra_format: str. `onnx` or `tflite` also writes `model.onnx` / `model.tflite` of the

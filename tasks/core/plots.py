@@ -38,14 +38,31 @@ def best_effort(path):
         print(f"warning: could not draw {path}: {type(error).__name__}: {reason}", file=sys.stderr)
 
 
+def save(figure, path, dpi=100):
+    """Lays out `figure`, writes it to `path`, closes it; returns `path`."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
+# Panels a row in `training_curves`: 8 metrics (a GAN's) make 2 rows of 4, not one 3200-pixel strip.
+CURVE_COLUMNS = 4
+
+
 def training_curves(rows, path):
-    """Loss and every other logged metric (train and validation) against the epoch."""
+    """Loss and every other logged metric (train and validation) against the epoch, in a grid of
+    at most `CURVE_COLUMNS` panels a row."""
     if not rows:
         return None
     epochs = [row["epoch"] + 1 for row in rows]
     names = [key for key in rows[0] if key != "epoch" and not key.startswith("val_")]
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for axis, name in zip(axes[0], names):
+    columns = min(len(names), CURVE_COLUMNS)
+    lines = -(-len(names) // columns)  # ceil: rows of panels
+    figure, axes = plt.subplots(lines, columns, figsize=(4 * columns, 3.2 * lines), squeeze=False)
+    for axis in axes.flat[len(names):]:
+        axis.set_visible(False)
+    for axis, name in zip(axes.flat, names):
         axis.plot(epochs, [row.get(name, np.nan) for row in rows], label="train", marker=".")
         if f"val_{name}" in rows[0]:
             axis.plot(epochs, [row.get(f"val_{name}", np.nan) for row in rows], label="validation", marker=".")
@@ -53,10 +70,7 @@ def training_curves(rows, path):
         axis.set_xlabel("epoch")
         axis.legend()
         axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test)"):
@@ -79,10 +93,7 @@ def confusion_matrix(matrix, class_names, path, title="Confusion matrix (test)")
                 color = "white" if share[i, j] > 0.5 else "black"
                 axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
     figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def image_grid(images, titles, path, columns=8):
@@ -99,10 +110,7 @@ def image_grid(images, titles, path, columns=8):
     for axis, image, title in zip(axes.flat, images, titles):
         axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
         axis.set_title(title, fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def displayable(image):

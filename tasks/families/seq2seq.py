@@ -570,10 +570,7 @@ def plot_attention(model, info, text, path, max_pieces=60):
     axis.set_xlabel("source pieces")
     axis.set_ylabel("output pieces")
     axis.set_title("Cross-attention (last decoder block, mean over heads)", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
 
 
 # === Export and predict ===
