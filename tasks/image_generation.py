@@ -436,11 +436,9 @@ def score_samples(network, images, requested, real_test, info):
     names = info["class_names"]
     counts = np.bincount(predicted, minlength=len(names))
     kid_mean, kid_std = generation_metrics.kid(real_test, fake_features)
-    result = {
-        "fid": generation_metrics.fid(real_test, fake_features),
-        "kid": kid_mean,
-        "kid_std": kid_std,
-    }
+    result = {"fid": generation_metrics.fid(real_test, fake_features), "kid": kid_mean}
+    if kid_std is not None:  # None: every KID subset was the whole sample (no spread to report)
+        result["kid_std"] = kid_std
     if requested is not None:
         hits = predicted == requested
         result["class_accuracy"] = float(np.mean(hits))
@@ -494,7 +492,9 @@ def evaluate(model, data, config, plots_dir=None):
     rng = np.random.default_rng(config.seed + 3)
     train_subset = data.train_images[rng.choice(len(data.train_images), min(count, len(data.train_images)), replace=False)]
     real_train, _ = features(network, train_subset)
-    kid_floor, _ = generation_metrics.kid(real_test, real_train)
+    # KID is an unbiased MMD^2: for two samples of one distribution it scatters around 0 and can
+    # come out negative. The floor is that 0; a negative estimate is reported as 0.
+    kid_floor = max(generation_metrics.kid(real_test, real_train)[0], 0.0)
     result = {
         "feature_network": f"penultimate layer of the tasks.classification model {path} (not Inception-v3)",
         "classifier_test_accuracy": float(np.mean(np.argmax(test_logits, axis=-1) == data.test_labels)),

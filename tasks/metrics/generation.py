@@ -73,12 +73,16 @@ def kid(features_a, features_b, num_subsets=20, subset_size=1000, seed=0):
         seed: int. Seed of the subset draws. Defaults to 0.
 
     Returns:
-        `(mean, standard deviation)` of the subsets' MMD^2.
+        `(mean, standard deviation)` of the subsets' MMD^2 (the spread the KID paper reports). When
+        both sets are no larger than `subset_size`, every subset is the whole of both: the mean is
+        the one whole-set estimate and the standard deviation is None (undefined, not 0).
     """
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     size = min(subset_size, len(a), len(b))
     if size < 2:
         raise ValueError(f"KID needs at least 2 examples in each set. Received: {len(a)} and {len(b)}")
+    if size == len(a) == len(b):
+        return mmd_squared(a, b), None
     rng = np.random.default_rng(seed)
     values = [
         mmd_squared(a[rng.choice(len(a), size, replace=False)], b[rng.choice(len(b), size, replace=False)])
