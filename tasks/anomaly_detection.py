@@ -64,7 +64,7 @@ import tensorflow as tf
 import applications
 from applications import series as series_networks
 from tasks.core import cli
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -125,7 +125,7 @@ class Config(TrainConfig):
 
 
 @dataclasses.dataclass
-class SeriesData(data_lib.Data):
+class SeriesData(pipeline.Data):
     """`Data` plus the corpus: every series is scored in full, its probationary period trained on."""
 
     corpus: series_readers.Corpus = None
@@ -136,7 +136,7 @@ class SeriesData(data_lib.Data):
 
 def read_corpus(config):
     """The config's series and windows (`tasks.data.series`)."""
-    kind, value = data_lib.source(config.data)
+    kind, value = pipeline.source(config.data)
     if kind == "tfds":
         raise UserError("--data tfds:... is not supported for series; "
                         "use demo, a CSV file or a folder (e.g. NAB).")
@@ -212,7 +212,7 @@ def load_data(config):
                         "conv_forecaster, conv_autoencoder, lstm_autoencoder.")
     statistics_names(config.statistics)
     train, validation = training_windows(corpus, config)
-    make = lambda pair, shuffle: data_lib.finalize(  # noqa: E731
+    make = lambda pair, shuffle: pipeline.finalize(  # noqa: E731
         tf.data.Dataset.from_tensor_slices(pair), config.batch_size, shuffle=shuffle, seed=config.seed)
     train_ds = make(train, True)
     validation_ds = make(validation, False) if validation is not None else None

@@ -32,7 +32,7 @@ import tensorflow as tf
 import applications
 from tasks.core import augment
 from tasks.core import cli
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import finetune
 from tasks.core import plots
@@ -136,7 +136,7 @@ def make_dataset(x, y, num_classes, config, training_split=False):
         image, label = tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
         return augment_example(image, label) if augment_example else (image, label)
 
-    return data_lib.finalize(
+    return pipeline.finalize(
         tf.data.Dataset.from_tensor_slices((x, y)),
         config.batch_size,
         shuffle=training_split,
@@ -163,7 +163,7 @@ def load_data(config):
     if "validation" in found.splits:
         val_x, val_y = found.splits["validation"]
     else:
-        keep, held = data_lib.split_indices(train_y, config.validation_fraction, config.seed + 1)
+        keep, held = pipeline.split_indices(train_y, config.validation_fraction, config.seed + 1)
         (train_x, train_y), (val_x, val_y) = (train_x[keep], train_y[keep]), (train_x[held], train_y[held])
     if len(train_y) == 0 or len(test_y) == 0:
         raise UserError(f"--data {config.data}: too few images to make train and test splits.")
@@ -190,7 +190,7 @@ def load_data(config):
         info["patch_covariance"] = applications.airbench.patch_covariance(normalized).tolist()
     if found.skipped and config.verbose:
         print(f"Skipped {len(found.skipped)} bad record(s) (--skip-bad), e.g. {info['skipped'][0]}")
-    return data_lib.Data(
+    return pipeline.Data(
         train=make_dataset(train_x, train_y, num_classes, config, training_split=True),
         validation=make_dataset(val_x, val_y, num_classes, config) if len(val_y) else None,
         test=make_dataset(test_x, test_y, num_classes, config),

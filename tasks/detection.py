@@ -43,7 +43,7 @@ from applications import backbones
 from applications import yolo as yolo_family
 from tasks.core import cli
 from tasks.core import finetune
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -177,12 +177,12 @@ def load_data(config):
     if "test" in found.splits and len(found.splits["test"]):
         test = found.splits["test"]
     else:
-        keep, held = data_lib.split_indices(np.zeros(len(train)), config.test_fraction, config.seed, stratify=False)
+        keep, held = pipeline.split_indices(np.zeros(len(train)), config.test_fraction, config.seed, stratify=False)
         train, test = train.take(keep), train.take(held)
     if "validation" in found.splits and len(found.splits["validation"]):
         validation = found.splits["validation"]
     else:
-        keep, held = data_lib.split_indices(
+        keep, held = pipeline.split_indices(
             np.zeros(len(train)), config.validation_fraction, config.seed + 1, stratify=False
         )
         train, validation = train.take(keep), train.take(held)
@@ -236,14 +236,14 @@ def load_data(config):
         image, target = augment(image, target)
         return image, label(target)
 
-    train_dataset = data_lib.finalize(
+    train_dataset = pipeline.finalize(
         tf.data.Dataset.from_tensor_slices((train_images, train_targets)), config.batch_size, shuffle=True,
         seed=config.seed, augment=train_map,
     )
     validation_dataset = None
     if len(validation):
         images, targets = prepare(validation, size)
-        validation_dataset = data_lib.finalize(
+        validation_dataset = pipeline.finalize(
             tf.data.Dataset.from_tensor_slices((images, targets)), config.batch_size,
             augment=lambda image, target: (tf.cast(image, tf.float32), label(target)),  # noqa: E731
         )
@@ -255,7 +255,7 @@ def load_data(config):
             tf.TensorSpec((None,), tf.int32),
         ),
     )
-    return data_lib.Data(train=train_dataset, validation=validation_dataset, test=test_dataset, info=info)
+    return pipeline.Data(train=train_dataset, validation=validation_dataset, test=test_dataset, info=info)
 
 
 # === Model ===

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 import applications
 from tasks.core import cli
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -97,7 +97,7 @@ class Config(TrainConfig):
 
 
 @dataclasses.dataclass
-class GraphData(data_lib.Data):
+class GraphData(pipeline.Data):
     """`Data` plus the graph sets of each split (baselines and plots read them)."""
 
     sets: dict = None
@@ -140,7 +140,7 @@ def split_indices(graph_set, kind, config):
         rest, test = molecules.kfold_split(graph_set.targets, config.folds, config.fold, config.seed,
                                            stratify=classes is not None)
         labels = classes[rest] if classes is not None else np.zeros(len(rest))
-        keep, held = data_lib.split_indices(labels, config.validation_fraction, config.seed + 1,
+        keep, held = pipeline.split_indices(labels, config.validation_fraction, config.seed + 1,
                                             stratify=classes is not None)
         return rest[keep], rest[held], test
     if config.folds == 1:

@@ -35,7 +35,7 @@ import applications
 from applications import backbones
 from tasks.core import cli
 from tasks.core import finetune
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -273,7 +273,7 @@ def tiles(split, crop):
 
 def make_train_dataset(split, config, crop):
     dataset = as_dataset(split).cache().repeat(config.crops_per_image)
-    return data_lib.finalize(
+    return pipeline.finalize(
         dataset, config.batch_size, shuffle=True, seed=config.seed, cache=False, augment=augment_pair(config, crop)
     )
 
@@ -284,7 +284,7 @@ def make_eval_dataset(split, batch_size):
     def prepare(image, mask):
         return tf.cast(image, tf.float32), tf.cast(mask, tf.int32)
 
-    return data_lib.finalize(as_dataset(split), batch_size, cache=False, augment=prepare)
+    return pipeline.finalize(as_dataset(split), batch_size, cache=False, augment=prepare)
 
 
 def load_data(config):
@@ -305,7 +305,7 @@ def load_data(config):
     if "validation" in found.splits and found.splits["validation"].images:
         validation = found.splits["validation"]
     else:
-        keep, held = data_lib.split_indices(np.zeros(len(train.names)), config.validation_fraction, config.seed + 1)
+        keep, held = pipeline.split_indices(np.zeros(len(train.names)), config.validation_fraction, config.seed + 1)
         train, validation = take(train, keep), take(train, held)
     if not train.images or not test.images:
         raise UserError(f"--data {config.data}: too few image/mask pairs to make train and test splits.")
@@ -344,7 +344,7 @@ def load_data(config):
     }
     if found.skipped and config.verbose:
         print(f"Skipped {len(found.skipped)} bad pair(s) (--skip-bad), e.g. {info['skipped'][0]}")
-    return data_lib.Data(
+    return pipeline.Data(
         train=make_train_dataset(train, config, crop),
         validation=make_eval_dataset(tiles(validation, crop), config.batch_size) if validation.images else None,
         test=make_eval_dataset(test, 1),

@@ -54,7 +54,7 @@ from applications import bert as bert_family
 from applications import text_classifiers
 from tasks.core import cli
 from tasks.core import config as config_lib
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -110,7 +110,7 @@ class Config(TrainConfig):
 
 
 @dataclasses.dataclass
-class TextData(data_lib.Data):
+class TextData(pipeline.Data):
     """`Data` plus the raw sentences the baselines and the pretraining read."""
 
     texts: dict = None  # split → (list of str, int32 labels)
@@ -157,11 +157,11 @@ def make_splits(found, config):
         test, keep = np.flatnonzero(assignment == fold), np.flatnonzero(assignment != fold)
         splits = {"train": ([texts[i] for i in keep], labels[keep]), "test": ([texts[i] for i in test], labels[test])}
     elif "test" not in splits:
-        keep, held = data_lib.split_indices(splits["train"][1], config.test_fraction, config.seed)
+        keep, held = pipeline.split_indices(splits["train"][1], config.test_fraction, config.seed)
         texts, labels = splits["train"]
         splits["train"], splits["test"] = ([texts[i] for i in keep], labels[keep]), ([texts[i] for i in held], labels[held])
     if "validation" not in splits:
-        keep, held = data_lib.split_indices(splits["train"][1], config.validation_fraction, config.seed + 1)
+        keep, held = pipeline.split_indices(splits["train"][1], config.validation_fraction, config.seed + 1)
         texts, labels = splits["train"]
         splits["train"], splits["validation"] = (
             ([texts[i] for i in keep], labels[keep]), ([texts[i] for i in held], labels[held])
@@ -318,7 +318,7 @@ class Tokenizer:
 
 
 def make_dataset(ids, labels, config, training_split=False):
-    return data_lib.finalize(
+    return pipeline.finalize(
         tf.data.Dataset.from_tensor_slices((ids, labels)), config.batch_size, shuffle=training_split,
         seed=config.seed, cache=False,
     )
@@ -423,7 +423,7 @@ def masked_lm_dataset(ids, config, max_predictions, vocabulary_size):
         return (out["token_ids"], out["mask_positions"]), out["mask_ids"], out["mask_weights"]
 
     dataset = tf.data.Dataset.from_tensor_slices(ids).shuffle(len(ids), seed=config.seed)
-    return dataset.batch(config.batch_size).map(mask, num_parallel_calls=data_lib.AUTOTUNE).prefetch(data_lib.AUTOTUNE)
+    return dataset.batch(config.batch_size).map(mask, num_parallel_calls=pipeline.AUTOTUNE).prefetch(pipeline.AUTOTUNE)
 
 
 class MaskedLMPretraining(keras.callbacks.Callback):
@@ -554,10 +554,7 @@ def baseline(config, data):
     probabilities[:, classes] = scores
     result = classification_metrics(test_labels, probabilities, num_classes)
     result["name"] = "TF-IDF (1-2 grams) + logistic regression"
-    result["majority"] = majority
-    if config.verbose:
-        print("majority class: " + ", ".join(f"{key} {value:.4f}" for key, value in majority.items()
-                                             if isinstance(value, float)))
+    result["majority"] = majority  # printed as the `majority` column beside `baseline`
     return result
 
 

@@ -48,7 +48,7 @@ from tasks.core import runner
 from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.metrics import text as text_metrics
 
 KIND = ("extractive", "seq2seq")  # the applications registry kind(s) --model names
@@ -95,7 +95,7 @@ class Config(seq2seq.Seq2SeqConfig):
 def load_data(config, saved=None):
     """(document, summary) pairs from `--data`, tokenized and batched by the shared core; `saved`
     (the run's info, when it exists) keeps its tokenizers."""
-    splits = parallel.read_summarization(
+    splits = pair_readers.read_summarization(
         config.data, config.document_column, config.summary_column, config.skip_bad, config.seed,
         verbose=config.verbose,
     )
@@ -135,7 +135,7 @@ def body(document):
 
 def lead(document, count=LEAD_SENTENCES):
     """The first `count` sentences of the body, one a line."""
-    return "\n".join(parallel.split_sentences(body(document))[:count])
+    return "\n".join(pair_readers.split_sentences(body(document))[:count])
 
 
 def baseline(config, data):

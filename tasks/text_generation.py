@@ -38,7 +38,7 @@ import applications
 from applications import gpt as gpt_family
 from applications import lstm_lm as lstm_family
 from tasks.core import cli
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import runner
@@ -88,7 +88,7 @@ class Config(TrainConfig):
 
 
 @dataclasses.dataclass
-class TextData(data_lib.Data):
+class TextData(pipeline.Data):
     """`Data` plus the token ids the n-gram baselines count."""
 
     train_ids: np.ndarray = None
@@ -200,7 +200,7 @@ def make_windows(ids, config, training_split=False):
         chunk = tokens[start:start + length + 1]  # (T + 1,)
         return chunk[:-1], chunk[1:]
 
-    dataset = data_lib.finalize(
+    dataset = pipeline.finalize(
         tf.data.Dataset.from_tensor_slices(starts), config.batch_size, shuffle=training_split,
         seed=config.seed, cache=False, augment=window,
     )

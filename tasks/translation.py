@@ -37,7 +37,7 @@ from tasks.core import cli
 from tasks.core import export
 from tasks.core import runner
 from tasks.core.config import option
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.metrics import text as text_metrics
 
 KIND = seq2seq.KIND  # the applications registry kind --model names
@@ -67,7 +67,7 @@ class Config(seq2seq.Seq2SeqConfig):
 def load_data(config, saved=None):
     """Pairs from `--data`, tokenized and batched by the shared core; `saved` (the run's info,
     when it exists) keeps its tokenizers."""
-    splits = parallel.read_translation(
+    splits = pair_readers.read_translation(
         config.data, config.source_lang, config.target_lang, config.reverse, config.skip_bad, config.seed,
         verbose=config.verbose,
     )

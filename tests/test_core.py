@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tasks.core import config as config_lib
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import training
 from tasks.core.config import TrainConfig
@@ -89,24 +89,24 @@ def test_fingerprint_ignores_output_fields():
 
 
 def test_source_kinds(tmp_path):
-    assert data_lib.source("demo") == ("demo", None)
-    assert data_lib.source("tfds:glue/sst2") == ("tfds", "glue/sst2")
-    assert data_lib.source(str(tmp_path)) == ("path", tmp_path)
+    assert pipeline.source("demo") == ("demo", None)
+    assert pipeline.source("tfds:glue/sst2") == ("tfds", "glue/sst2")
+    assert pipeline.source(str(tmp_path)) == ("path", tmp_path)
     with pytest.raises(UserError, match="no such file or folder"):
-        data_lib.source(str(tmp_path / "missing"))
+        pipeline.source(str(tmp_path / "missing"))
 
 
 def test_split_indices_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(4), 25)
-    keep, held = data_lib.split_indices(labels, 0.2, seed=1)
+    keep, held = pipeline.split_indices(labels, 0.2, seed=1)
     assert len(held) == 20 and len(keep) == 80
     assert not set(keep) & set(held)
     assert np.bincount(labels[held]).tolist() == [5, 5, 5, 5]
-    assert np.array_equal(held, data_lib.split_indices(labels, 0.2, seed=1)[1])
+    assert np.array_equal(held, pipeline.split_indices(labels, 0.2, seed=1)[1])
 
 
 def test_finalize_caches_before_shuffle_and_reshuffles():
-    dataset = data_lib.finalize(tf.data.Dataset.range(32), batch_size=32, shuffle=True, seed=3)
+    dataset = pipeline.finalize(tf.data.Dataset.range(32), batch_size=32, shuffle=True, seed=3)
     first, second = [next(iter(dataset)).numpy().tolist() for _ in range(2)]
     assert sorted(first) == list(range(32))
     assert first != second  # a new order each epoch: the cache holds data, not an order

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tasks.core.errors import UserError
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.data import series
 from tasks.data import text
 
@@ -207,7 +207,7 @@ TRANSLATION_LAYOUTS = {
 @pytest.mark.parametrize("layout", list(TRANSLATION_LAYOUTS))
 def test_every_translation_layout_reads_back_the_same_pairs(layout, sentence_pairs, tmp_path):
     path, flags = TRANSLATION_LAYOUTS[layout](tmp_path / "data", sentence_pairs)
-    splits = parallel.read_translation(str(path), **flags)
+    splits = pair_readers.read_translation(str(path), **flags)
     got = [pair for split in ("all", "train", "validation", "test") if split in splits
            for pair in zip(splits[split].sources, splits[split].targets)]
     assert got == sentence_pairs
@@ -215,7 +215,7 @@ def test_every_translation_layout_reads_back_the_same_pairs(layout, sentence_pai
 
 def test_moses_folder_keeps_its_splits(sentence_pairs, tmp_path, capsys):
     path, flags = write_moses(tmp_path / "data", sentence_pairs)
-    splits = parallel.read_translation(str(path), verbose=True, **flags)
+    splits = pair_readers.read_translation(str(path), verbose=True, **flags)
     assert {split: len(pairs) for split, pairs in splits.items()} == {"test": 50, "train": 200, "validation": 50}
     assert capsys.readouterr().out.startswith("data: parallel files, 300 pairs")
 
@@ -226,7 +226,7 @@ def test_anki_zip_without_a_pair_file_is_one_line(tmp_path):
         archive.writestr("_about.txt", "** Info **\n")
         archive.writestr("notes.txt", "no tab on any line\n")
     with pytest.raises(UserError) as error:
-        parallel.read_translation(str(path))
+        pair_readers.read_translation(str(path))
     message = str(error.value)
     assert "the zip holds no pair file" in message and "_about.txt, notes.txt" in message
     assert "UTF-8" not in message and "\n" not in message
@@ -236,7 +236,7 @@ def test_jsonl_translation_missing_language_names_the_keys(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"translation": {"de": "Hund", "en": "dog"}}\n')
     with pytest.raises(UserError, match=r"pairs.jsonl:1: no 'fr' \(--target-lang\); the object has de, en"):
-        parallel.read_translation(str(path), "de", "fr")
+        pair_readers.read_translation(str(path), "de", "fr")
 
 
 # === Summarization: BBC News ===
@@ -245,7 +245,7 @@ def test_jsonl_translation_missing_language_names_the_keys(tmp_path):
 @pytest.fixture(scope="module")
 def articles(shared_data):
     """[(document, summary)]: the first BBC News Summary pairs."""
-    pairs = parallel.read_summarization(str(shared_data / "bbc_news_summary_mini" / "corpus"))["all"]
+    pairs = pair_readers.read_summarization(str(shared_data / "bbc_news_summary_mini" / "corpus"))["all"]
     return list(zip(pairs.sources, pairs.targets))[:30]
 
 
@@ -284,7 +284,7 @@ SUMMARIZATION_LAYOUTS = {"cnn-csv": write_cnn_csv, "xsum-jsonl": write_xsum_json
 
 @pytest.mark.parametrize("layout", list(SUMMARIZATION_LAYOUTS))
 def test_every_summarization_layout_reads_back_the_same_pairs(layout, articles, tmp_path):
-    splits = parallel.read_summarization(str(SUMMARIZATION_LAYOUTS[layout](tmp_path / "data", articles)))
+    splits = pair_readers.read_summarization(str(SUMMARIZATION_LAYOUTS[layout](tmp_path / "data", articles)))
     got = [pair for split in ("all", "train", "validation", "test") if split in splits
            for pair in zip(splits[split].sources, splits[split].targets)]
     assert got == articles
@@ -294,7 +294,7 @@ def test_csv_without_a_summary_column_is_one_line(articles, tmp_path):
     path = tmp_path / "news.csv"
     path.write_text("id,article,category\n1,some text,sport\n")
     with pytest.raises(UserError) as error:
-        parallel.read_summarization(str(path))
+        pair_readers.read_summarization(str(path))
     assert str(error.value) == (f"{path}: no column could be the summary (summary, highlights, abstract, "
                                 "summaries, ...); its columns are 'id', 'article', 'category'; pass "
                                 "--summary-column NAME.")

@@ -15,6 +15,7 @@ import tasks.core.training  # noqa: F401  (registers LearningRateCurve for load_
 from tasks import sentiment as st
 from tasks.core import cli
 from tasks.core import export
+from tasks.core import runner
 from tasks.core.errors import UserError
 from tasks.core.runs import Run
 from tasks.data import text as text_readers
@@ -172,6 +173,33 @@ def test_train_writes_metrics_beside_both_baselines_and_an_export(demo_export):
     assert (run / "plots" / "confusion_matrix.png").is_file()
     version = workdir / "saved_models" / "sentiment" / "1"
     assert (version / "assets" / "labels.txt").read_text() == "neg\npos\n"
+
+
+def test_the_printed_baseline_columns_are_labelled(demo_export, capsys):
+    workdir, config, _ = demo_export
+    (run,) = (workdir / "runs" / "sentiment").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    runner.report(record, dataclasses.replace(config, verbose=1))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("(baseline: TF-IDF (1-2 grams) + logistic regression)")
+    accuracy = next(line.split() for line in lines if line.split()[0] == "accuracy")
+    assert accuracy[2::2] == ["baseline", "majority"]
+    assert float(accuracy[5]) == record["baseline"]["majority"]["accuracy"] == 0.5
+
+
+def test_cross_validation_folds_are_runs_named_after_the_summary_run(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, folds=3)
+    names = []
+
+    def fold_run(module, fold_config, fresh=False):  # records where the fold would train
+        names.append(Run.for_config("sentiment", fold_config).path.name)
+        return {"metrics": {"accuracy": 0.9}, "baseline": {"accuracy": 0.8, "name": "TF-IDF"}}
+
+    monkeypatch.setattr(runner, "train_fold", fold_run)
+    st.train(config)
+    summary_run = Run.for_config("sentiment", config).path
+    assert names == [f"{summary_run.name}-fold{fold}" for fold in range(3)]
+    assert (summary_run / "cv.json").is_file()
 
 
 def test_evaluate_keeps_the_runs_vocabulary_and_reproduces_its_metrics(demo_export, monkeypatch):

@@ -12,7 +12,7 @@ from tasks.families import seq2seq
 from tasks import summarization
 from tasks import translation
 from tasks.core.errors import UserError
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.data import tokenizers
 from tasks.metrics import text as text_metrics
 
@@ -31,48 +31,48 @@ def test_parallel_folder_reads_gz_and_translate_folder_layouts(tmp_path):
     (tmp_path / "val.en").write_text("a house\n")
     write_gz(tmp_path / "test_2016_flickr.de.gz", ["rot"])
     write_gz(tmp_path / "test_2016_flickr.en.gz", ["red"])
-    splits = parallel.read_translation(str(tmp_path), "de", "en")
+    splits = pair_readers.read_translation(str(tmp_path), "de", "en")
     assert splits["train"].sources == ["ein Hund", "zwei Katzen"] and splits["train"].targets == ["a dog", "two cats"]
     assert splits["validation"].targets == ["a house"] and splits["test"].sources == ["rot"]
-    reverse = parallel.read_translation(str(tmp_path), "en", "de")
+    reverse = pair_readers.read_translation(str(tmp_path), "en", "de")
     assert reverse["train"].sources == ["a dog", "two cats"]
     folder = tmp_path / "tfds_layout"
     folder.mkdir()
     (folder / "fr.train.txt").write_text("un\ndeux\n")
     (folder / "en.train.txt").write_text("one\ntwo\n")
-    assert parallel.read_translation(str(folder), "fr", "en")["train"].targets == ["one", "two"]
+    assert pair_readers.read_translation(str(folder), "fr", "en")["train"].targets == ["one", "two"]
 
 
 def test_parallel_folder_errors_name_the_files(tmp_path):
     write_gz(tmp_path / "train.de.gz", ["a", "b", "c"])
     write_gz(tmp_path / "train.en.gz", ["a", "b"])
     with pytest.raises(UserError, match="train.de.gz has 3 lines but train.en.gz has 2"):
-        parallel.read_translation(str(tmp_path), "de", "en")
+        pair_readers.read_translation(str(tmp_path), "de", "en")
     with pytest.raises(UserError, match="pass --source-lang and --target-lang"):
-        parallel.read_translation(str(tmp_path))
+        pair_readers.read_translation(str(tmp_path))
     with pytest.raises(UserError, match="--target-lang fr: .* has no fr files"):
-        parallel.read_translation(str(tmp_path), "de", "fr")
+        pair_readers.read_translation(str(tmp_path), "de", "fr")
 
 
 def test_empty_pairs_are_an_error_or_skipped_and_counted(tmp_path):
     (tmp_path / "train.de").write_text("eins\n\ndrei\n")
     (tmp_path / "train.en").write_text("one\ntwo\nthree\n")
     with pytest.raises(UserError, match="pair 2 has an empty source.*--skip-bad"):
-        parallel.read_translation(str(tmp_path), "de", "en")
-    pairs = parallel.read_translation(str(tmp_path), "de", "en", skip_bad=True)["train"]
+        pair_readers.read_translation(str(tmp_path), "de", "en")
+    pairs = pair_readers.read_translation(str(tmp_path), "de", "en", skip_bad=True)["train"]
     assert pairs.sources == ["eins", "drei"] and pairs.skipped == 1
 
 
 def test_tsv_pairs_in_the_anki_layout(tmp_path):
     path = tmp_path / "spa.txt"
     path.write_text("Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org\nHi.\tHola.\tCC-BY\n")
-    pairs = parallel.read_translation(str(path))["all"]
+    pairs = pair_readers.read_translation(str(path))["all"]
     assert pairs.sources == ["Go.", "Hi."] and pairs.targets == ["Ve.", "Hola."]
-    assert parallel.read_translation(str(path), reverse=True)["all"].sources == ["Ve.", "Hola."]
+    assert pair_readers.read_translation(str(path), reverse=True)["all"].sources == ["Ve.", "Hola."]
     path.write_text("Go.\tVe.\nno tab here\n")
     with pytest.raises(UserError, match=r"spa.txt:2: expected source<TAB>target"):
-        parallel.read_translation(str(path))
-    assert parallel.read_translation(str(path), skip_bad=True)["all"].skipped == 1
+        pair_readers.read_translation(str(path))
+    assert pair_readers.read_translation(str(path), skip_bad=True)["all"].skipped == 1
 
 
 def write_csv(path, rows, columns=("id", "document", "summary")):
@@ -90,25 +90,25 @@ def test_summarization_csv_zip_and_folder_pairs(tmp_path):
         for name in ("train.csv", "valid.csv", "test.csv"):
             archive.write(tmp_path / name, f"Data/{name}")
     for data in (tmp_path / "set.zip", tmp_path):
-        splits = parallel.read_summarization(str(data))
+        splits = pair_readers.read_summarization(str(data))
         assert sorted(splits) == ["test", "train", "validation"]
         assert splits["train"].sources[0] == "title\n\nfirst. second." and splits["train"].targets[1] == "text."
     with pytest.raises(UserError, match="no column 'abstract' \\(--summary-column\\)"):
-        parallel.read_summarization(str(tmp_path / "train.csv"), summary_column="abstract")
+        pair_readers.read_summarization(str(tmp_path / "train.csv"), summary_column="abstract")
     corpus = tmp_path / "corpus"
     for kind, text in (("article", "Title\n\nBody one.\nBody two."), ("summary", "Body two.")):
         (corpus / kind / "sport").mkdir(parents=True)
         (corpus / kind / "sport" / "001.txt").write_text(text)
     (corpus / "article" / "sport" / "002.txt").write_text("orphan")
     with pytest.raises(UserError, match="002.txt: no summary file"):
-        parallel.read_summarization(str(corpus))
-    pairs = parallel.read_summarization(str(corpus), skip_bad=True)["all"]
+        pair_readers.read_summarization(str(corpus))
+    pairs = pair_readers.read_summarization(str(corpus), skip_bad=True)["all"]
     assert pairs.targets == ["Body two."] and pairs.skipped == 1
 
 
 def test_sentences_and_lead_three():
     text = 'Title line\n\nFirst one. "Quoted second!" said he. third glued.fourth part? Fifth.'
-    assert parallel.split_sentences(summarization.body(text)) == [
+    assert pair_readers.split_sentences(summarization.body(text)) == [
         "First one.", '"Quoted second!"', "said he.", "third glued.", "fourth part?", "Fifth.",
     ]
     assert summarization.body("A sentence.\n\nAnother.") == "A sentence.\n\nAnother."  # no title line
@@ -118,12 +118,12 @@ def test_sentences_and_lead_three():
 def test_demo_dates_are_valid_iso_dates():
     import datetime
 
-    sources, targets = parallel.demo_dates(200, seed=1)
+    sources, targets = pair_readers.demo_dates(200, seed=1)
     assert len(set(sources)) > 190
     for target in targets:
         assert datetime.date.fromisoformat(target).isoformat() == target
-    assert parallel.date_phrase(datetime.date(1997, 3, 3), 0) == "the third of march, nineteen ninety-seven"
-    assert parallel.date_phrase(datetime.date(2004, 6, 21), 1) == "june twenty-first two thousand and four"
+    assert pair_readers.date_phrase(datetime.date(1997, 3, 3), 0) == "the third of march, nineteen ninety-seven"
+    assert pair_readers.date_phrase(datetime.date(2004, 6, 21), 1) == "june twenty-first two thousand and four"
 
 
 # === Tokenizers ===
@@ -152,7 +152,7 @@ def test_sentencepiece_round_trips_and_reports_unseen_characters():
 
 
 def test_one_collection_is_carved_into_three_seeded_splits():
-    pairs = parallel.Pairs([f"s{i}" for i in range(100)], [f"t{i}" for i in range(100)], skipped=2)
+    pairs = pair_readers.Pairs([f"s{i}" for i in range(100)], [f"t{i}" for i in range(100)], skipped=2)
     config = translation.Config(validation_fraction=0.1, seed=3)
     splits = seq2seq.complete_splits({"all": pairs}, config)
     assert [len(splits[name]) for name in ("train", "validation", "test")] == [80, 10, 10]
@@ -161,17 +161,17 @@ def test_one_collection_is_carved_into_three_seeded_splits():
     again = seq2seq.complete_splits({"all": pairs}, config)
     assert again["test"].sources == splits["test"].sources
     with pytest.raises(UserError, match="too few"):
-        seq2seq.complete_splits({"all": parallel.Pairs(["a"], ["b"])}, config)
+        seq2seq.complete_splits({"all": pair_readers.Pairs(["a"], ["b"])}, config)
 
 
 @pytest.fixture(scope="module")
 def date_codec():
-    sources, targets = parallel.demo_dates(500)
+    sources, targets = pair_readers.demo_dates(500)
     return tokenizers.SentencePieceCodec(tokenizers.learn_sentencepiece(sources + targets, 200, special_tokens=True))
 
 
 def test_over_length_pairs_are_dropped_truncated_or_an_error(date_codec):
-    pairs = parallel.Pairs(["the third of march, nineteen ninety-seven", "Mar 3 1997"],
+    pairs = pair_readers.Pairs(["the third of march, nineteen ninety-seven", "Mar 3 1997"],
                            ["1997-03-03 and a much longer target text than allowed", "1997-03-03"])
     config = translation.Config(max_source_length=4, max_target_length=12, over_length="drop")
     (source, target_in, target_out), counts = seq2seq.encode_pairs(pairs, date_codec, date_codec, config, "train")

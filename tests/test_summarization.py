@@ -29,7 +29,7 @@ from tasks.families import extractive
 from tasks.families import seq2seq
 from tasks import summarization as sm
 from tasks.core.errors import UserError
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.metrics import text as text_metrics
 from tests import helpers
 
@@ -102,7 +102,7 @@ def test_graph_sentences_split_like_the_reader_and_hash_words():
     (sentences,) = extractive.split_sentences(tf.constant([text])).to_list()
     assert [s.decode() for s in sentences] == [
         "Title line", "Profits rose 76%.", '"Sales rose," he said!', "Is it so?", "AOL lost users.", "glued on", "Last one"]
-    assert [s.decode() for s in sentences] == parallel.split_sentences(text)  # lead-3's splitter (Python re)
+    assert [s.decode() for s in sentences] == pair_readers.split_sentences(text)  # lead-3's splitter (Python re)
     info = {"hash_buckets": 50, "max_sentences": 3, "max_sentence_tokens": 4}
     tokens, padded, counts = (t.numpy() for t in extractive.featurize(tf.constant([text, ""]), info))
     assert tokens.shape == (2, 3, 4) and counts.tolist() == [7, 0]
@@ -116,12 +116,12 @@ def test_graph_sentences_split_like_the_reader_and_hash_words():
 def test_the_graph_splitter_and_lead_3s_agree_on_every_bbc_article(shared_data):
     # Two implementations of one rule (RE2 in the graph has no lookbehind; lead-3 runs in Python):
     # the extractive model must choose among the sentences lead-3 counts.
-    pairs = parallel.read_summarization(str(shared_data / "bbc_news_summary_mini" / "corpus"))
+    pairs = pair_readers.read_summarization(str(shared_data / "bbc_news_summary_mini" / "corpus"))
     bodies = [sm.body(document) for split in pairs.values() for document in split.sources]
     assert len(bodies) >= 100
     in_graph = extractive.split_sentences(tf.constant(bodies)).to_list()
     for body, sentences in zip(bodies, in_graph):
-        assert [sentence.decode() for sentence in sentences] == parallel.split_sentences(body), body[:80]
+        assert [sentence.decode() for sentence in sentences] == pair_readers.split_sentences(body), body[:80]
 
 
 def test_labels_mark_the_summary_sentences_else_the_closest_one():
@@ -354,7 +354,7 @@ def test_bbc_news_extractive_beats_lead_k_by_a_margin_its_untrained_control_does
     assert trained["rouge2"] >= bar > untrained["rouge2"], (trained["rouge2"], bar, untrained["rouge2"])
     # The export summarizes like the model (in process; the fresh-process reload is the demo's).
     info = json.loads((run / "info.json").read_text())
-    documents = parallel.read_summarization(config.data)["test"].sources[:4]
+    documents = pair_readers.read_summarization(config.data)["test"].sources[:4]
     exported = export_outputs(tmp_path / "saved_models" / "summarization" / "1", documents, 3)
     assert exported["default"] == extractive.summarize_texts(model, info, documents)
     assert exported["select"] == extractive.summarize_texts(model, info, documents, k=3)

@@ -7,6 +7,7 @@ A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evalua
 import dataclasses
 import inspect
 import json
+import numbers
 import pathlib
 
 import keras
@@ -172,11 +173,11 @@ def cross_validate(module, config, fresh=False):
     baseline, and over the folds the mean and std of every number (nested baselines alike) — and
     returns it."""
     task = task_name(module)
+    run = Run.for_config(task, config)
     records = []
     for fold in range(config.folds):
-        fold_config = dataclasses.replace(config, fold=fold,
-                                          run_name=f"{config.run_name}-fold{fold}" if config.run_name else "")
-        say(config, f"\n=== fold {fold + 1} of {config.folds} ===")
+        fold_config = dataclasses.replace(config, fold=fold, run_name=f"{run.path.name}-fold{fold}")
+        say(config, f"\n=== fold {fold + 1} of {config.folds}: {run.path.name}-fold{fold} ===")
         records.append(train_fold(module, fold_config, fresh=fresh))
         keras.backend.clear_session()
     summary = {
@@ -189,11 +190,11 @@ def cross_validate(module, config, fresh=False):
         "parameters": records[-1].get("parameters"),
         "config": config_lib.to_dict(config),
     }
-    run = Run.for_config(task, config)
     run.path.mkdir(parents=True, exist_ok=True)
     write_atomic(run.path / "cv.json", json.dumps(summary, indent=2) + "\n")
     if config.verbose:
-        print(f"\n{task} on {config.data} — {config.folds}-fold cross-validation (mean ± std over folds)")
+        named = f"; baseline: {records[0]['baseline']['name']}" if records[0]["baseline"].get("name") else ""
+        print(f"\n{task} on {config.data} — {config.folds}-fold cross-validation (mean ± std over folds{named})")
         nested = {name: part for name, part in summary["baseline"].items() if "mean" not in part}
         for key, value in summary["metrics"].items():
             base = summary["baseline"].get(key)
@@ -284,23 +285,32 @@ def load_run(module, config):
 
 
 def report(record, config, training=True):
-    """Prints each metric beside its baseline, one line each (counts as integers); `training`
-    adds the training throughput (not for `evaluate`, which trains nothing)."""
+    """Prints each metric beside its baselines, one line each (counts as integers): the heading
+    names the baseline, and a nested baseline scored on the same metric (sentiment's `majority`,
+    text generation's `unigram`) is a column of its own; `training` adds the training throughput
+    (not for `evaluate`, which trains nothing)."""
     if not config.verbose:
         return
     metrics, baseline = record["metrics"], record["baseline"]
-    print(f"\n{record['task']} on {record['data']} — test split")
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            base = baseline.get(key)
-            beside = f"   baseline {_number(base)}" if isinstance(base, (int, float)) else ""
-            print(f"  {key:<24} {_number(value)}{beside}")
+    numeric = [key for key, value in metrics.items() if _is_number(value)]
+    nested = {name: part for name, part in baseline.items()
+              if isinstance(part, dict) and any(_is_number(part.get(key)) for key in numeric)}
+    named = f" (baseline: {baseline['name']})" if baseline.get("name") else ""
+    print(f"\n{record['task']} on {record['data']} — test split{named}")
+    for key in numeric:
+        beside = f"   baseline {_number(baseline[key])}" if _is_number(baseline.get(key)) else ""
+        beside += "".join(f"   {name} {_number(part[key])}" for name, part in nested.items() if _is_number(part.get(key)))
+        print(f"  {key:<24} {_number(metrics[key])}{beside}")
     if training and record.get("examples_per_second"):
         print(f"  {'train examples/s':<24} {record['examples_per_second']:.1f}")
 
 
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _number(value):
-    return f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+    return f"{int(value):d}" if isinstance(value, numbers.Integral) else f"{value:.4f}"
 
 
 def say(config, message):

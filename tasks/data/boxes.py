@@ -131,9 +131,9 @@ def read(source, class_names=None, skip_bad=False, verbose=True):
     Returns:
         A `BoxData`.
     """
-    from tasks.core import pipeline as data_lib
+    from tasks.core import pipeline
 
-    kind, value = data_lib.source(str(source))
+    kind, value = pipeline.source(str(source))
     if kind == "demo":
         found = demo_scenes()
     elif kind == "tfds":

@@ -57,7 +57,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core.errors import UserError
 
 # === RDKit featurization ===
@@ -305,7 +305,7 @@ def make_dataset(graph_set, batch_size, shuffle=False, seed=0):
         return inputs, targets
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(graphs), dtype=np.int64), graph_set.targets))
-    return data_lib.finalize(dataset, batch_size, shuffle=shuffle, seed=seed, batch_map=disjoint_union)
+    return pipeline.finalize(dataset, batch_size, shuffle=shuffle, seed=seed, batch_map=disjoint_union)
 
 
 # === SMILES CSV ===
@@ -893,7 +893,7 @@ def read(source, targets=(), smiles_column="", largest_fragment=True, skip_bad=F
     Returns:
         A `GraphSet`.
     """
-    kind, value = data_lib.source(str(source))
+    kind, value = pipeline.source(str(source))
     targets = [name for name in targets if name.strip()]
     if kind == "tfds":
         raise UserError("--data tfds:...: TFDS has no molecule datasets for this task; "

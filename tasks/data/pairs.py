@@ -50,7 +50,7 @@ import zipfile
 
 import numpy as np
 
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core.errors import UserError
 from tasks.data import text as text_readers
 from tasks.data import tfds
@@ -318,7 +318,7 @@ def read_translation(data, source_lang="", target_lang="", reverse=False, skip_b
     """The translation pairs `--data` names, as `{split: Pairs}` (one `"all"` collection if unsplit).
 
     `verbose` prints the layout found: `data: <layout>, <N> pairs (<split> <n>, ...)`."""
-    kind, value = data_lib.source(data)
+    kind, value = pipeline.source(data)
     if kind == "demo":
         sources, targets = demo_dates(seed=seed)
         splits, layout = {"all": Pairs(sources, targets)}, "demo (dates)"
@@ -452,7 +452,7 @@ def read_summarization(data, document_column="", summary_column="", skip_bad=Fal
 
 
 def _summarization_splits(data, document_column, summary_column, skip_bad, seed):
-    kind, value = data_lib.source(data)
+    kind, value = pipeline.source(data)
     if kind == "demo":
         documents, summaries = demo_reports(seed=seed)
         return {"all": Pairs(documents, summaries)}, "demo (news reports)"

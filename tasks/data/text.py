@@ -36,7 +36,7 @@ import pathlib
 
 import numpy as np
 
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core.errors import UserError
 from tasks.data import tfds
 
@@ -549,7 +549,7 @@ def read(source, encoding="utf-8", text_column="", label_column="", class_names=
     Returns:
         `LabelledText`.
     """
-    kind, value = data_lib.source(str(source))
+    kind, value = pipeline.source(str(source))
     if kind == "demo":
         found = demo_sentences(seed=seed)
         found.layout = "demo (generated sentences)"
@@ -577,7 +577,7 @@ def read_corpus(source, validation_fraction=0.1, demo=None, verbose=True):
         `{"train": str, "validation": str, "test": str}`; `test` is the validation string itself
         (the same object) unless the data has its own test split.
     """
-    kind, value = data_lib.source(str(source))
+    kind, value = pipeline.source(str(source))
     if kind == "tfds":
         texts, layout = _read_tfds_corpus(value), f"tfds:{value}"
     else:

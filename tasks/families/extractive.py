@@ -31,7 +31,8 @@ import tensorflow as tf
 from keras import ops
 
 from tasks.families import seq2seq
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
+from tasks.data import pairs as pair_readers
 from tasks.core import export
 from tasks.core import training
 from tasks.core.errors import UserError
@@ -241,7 +242,7 @@ def load_data(config, splits):
     test = splits["test"]
     limit = config.test_limit or len(test)
     test_sources, test_references = test.sources[:limit], test.targets[:limit]
-    _, truncated["test"] = encode_documents(seq2seq.parallel.Pairs(test_sources, test_references), info, False)
+    _, truncated["test"] = encode_documents(pair_readers.Pairs(test_sources, test_references), info, False)
     tokens, labels, weights = arrays["train"]
     sentences = weights.sum(axis=1)
     info.update({
@@ -264,7 +265,7 @@ def load_data(config, splits):
 
     def dataset(split, training_split=False):
         tokens, labels, weights = arrays[split]
-        return data_lib.finalize(tf.data.Dataset.from_tensor_slices((tokens, labels, weights)), config.batch_size,
+        return pipeline.finalize(tf.data.Dataset.from_tensor_slices((tokens, labels, weights)), config.batch_size,
                                  shuffle=training_split, seed=config.seed)
 
     return ExtractiveData(

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.core import pipeline as data_lib
+from tasks.core import pipeline
 from tasks.core import export
 from tasks.core import plots
 from tasks.core import training
@@ -44,7 +44,7 @@ from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
 from tasks.core.runs import learned_part
-from tasks.data import pairs as parallel
+from tasks.data import pairs as pair_readers
 from tasks.data.tokenizers import END_ID
 from tasks.data.tokenizers import PAD_ID
 from tasks.data.tokenizers import START_ID
@@ -89,12 +89,12 @@ class Seq2SeqConfig(TrainConfig):
 
 
 @dataclasses.dataclass
-class Seq2SeqData(data_lib.Data):
+class Seq2SeqData(pipeline.Data):
     """`Data` plus the raw test texts the metrics and baselines read."""
 
     test_sources: list = None
     test_references: list = None
-    train_pairs: parallel.Pairs = None
+    train_pairs: pair_readers.Pairs = None
 
 
 # === Data ===
@@ -114,7 +114,7 @@ def complete_splits(splits, config):
         count = max(int(round(fraction * len(pairs))), 1)
         if len(pairs) < 3 * count:
             raise UserError(f"--data {config.data}: {len(pairs)} pairs are too few to split into train, validation and test.")
-        pick = lambda index: parallel.Pairs([pairs.sources[i] for i in index], [pairs.targets[i] for i in index])  # noqa: E731
+        pick = lambda index: pair_readers.Pairs([pairs.sources[i] for i in index], [pairs.targets[i] for i in index])  # noqa: E731
         splits["test"], splits["validation"] = pick(order[:count]), pick(order[count:2 * count])
         splits["train"] = pick(order[2 * count:])
         splits["train"].skipped = pairs.skipped
@@ -122,9 +122,9 @@ def complete_splits(splits, config):
         raise UserError(f"--data {config.data}: no train split (found {', '.join(splits) or 'none'}).")
     if "validation" not in splits and fraction > 0:
         train = splits["train"]
-        keep, held = data_lib.split_indices(np.zeros(len(train)), fraction, config.seed, stratify=False)
-        splits["validation"] = parallel.Pairs([train.sources[i] for i in held], [train.targets[i] for i in held])
-        splits["train"] = parallel.Pairs(
+        keep, held = pipeline.split_indices(np.zeros(len(train)), fraction, config.seed, stratify=False)
+        splits["validation"] = pair_readers.Pairs([train.sources[i] for i in held], [train.targets[i] for i in held])
+        splits["train"] = pair_readers.Pairs(
             [train.sources[i] for i in keep], [train.targets[i] for i in keep], train.skipped
         )
     if "test" not in splits:
@@ -246,7 +246,7 @@ def make_dataset(arrays, config, training_split=False):
     source, target_in, target_out = arrays
     weights = (target_out != PAD_ID).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices(({"source": source, "target_in": target_in}, target_out, weights))
-    return data_lib.finalize(
+    return pipeline.finalize(
         dataset, config.batch_size, shuffle=training_split, seed=config.seed, batch_map=_trim
     )
 
@@ -263,7 +263,7 @@ def load_data(config, splits, saved=None):
     splits = complete_splits(splits, config)
     if config.train_limit and config.train_limit < len(splits["train"]):
         train = splits["train"]
-        splits["train"] = parallel.Pairs(
+        splits["train"] = pair_readers.Pairs(
             train.sources[: config.train_limit], train.targets[: config.train_limit], train.skipped
         )
     info = learned_part(saved, ("shared_vocabulary", "source_tokenizer", "target_tokenizer")) or learn_tokenizers(config, splits["train"])
@@ -280,7 +280,7 @@ def load_data(config, splits, saved=None):
     limit = config.test_limit or len(test)
     test_sources, test_references = test.sources[:limit], test.targets[:limit]
     test_arrays, filtered["test"] = encode_pairs(
-        parallel.Pairs(test_sources, test_references), source_codec, target_codec,
+        pair_readers.Pairs(test_sources, test_references), source_codec, target_codec,
         dataclasses.replace(config, over_length="truncate"), "test",
     )
     source_tokens = (arrays["train"][0] != PAD_ID).sum(axis=1)
@@ -644,7 +644,7 @@ def read_inputs(inputs, split_lines):
         except OSError:  # a text too long to be a file name
             is_file = False
         if is_file:
-            text = parallel._read_text(path)
+            text = pair_readers._read_text(path)
             if split_lines:
                 lines = [(f"{item}:{line_number}", line) for line_number, line in enumerate(text.split("\n"), 1)
                          if line.strip()]
