@@ -203,7 +203,7 @@ def training_windows(corpus, config):
     return train, validation if len(validation[0]) else None
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Training windows (probationary periods only), the corpus to score, and the facts export needs."""
     corpus = read_corpus(config)
     check_corpus(corpus, config)

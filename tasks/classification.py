@@ -147,7 +147,7 @@ def make_dataset(x, y, num_classes, config, training_split=False):
     )
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Train / validation / test datasets and the facts the model needs."""
     if config.time_to_accuracy:
         parse_thresholds(config.time_to_accuracy)  # a bad value fails before anything is read

@@ -168,7 +168,7 @@ def box_statistics(split, size, num_anchors, seed):
     }
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Train / validation / test datasets and the facts the model needs."""
     head = family(config.model)
     found = read_source(config)

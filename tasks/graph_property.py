@@ -166,7 +166,7 @@ def descriptor_smiles(graph_set, source):
     return graph_set.molecules
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Train / validation / test disjoint-union batches, their graph sets and the facts the model needs."""
     graph_set = read_source(config)
     num_descriptors = 0

@@ -109,7 +109,7 @@ class GenerationData(data_lib.Data):
 # === Data ===
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Train / validation / test datasets of (pixels float32 [0, 255], class id) and the facts."""
     builder = training.model_builder(config.model, KIND)
     found = image_readers.read(config.data, config.image_size, config.channels, config.test_fraction, config.seed,

@@ -287,7 +287,7 @@ def make_eval_dataset(split, batch_size):
     return pipeline.finalize(as_dataset(split), batch_size, cache=False, augment=prepare)
 
 
-def load_data(config):
+def load_data(config, saved=None):
     """Train / validation / test datasets and the facts the model needs."""
     found = read_source(config)
     class_names = list(found.class_names)

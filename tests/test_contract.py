@@ -4,6 +4,7 @@ task module (verbs, Config, kind) and of the registry (one kind per builder), te
 
 import dataclasses
 import importlib
+import inspect
 
 import pytest
 
@@ -47,6 +48,8 @@ def test_task_module_tells_the_whole_story(task):
     assert "cli.main(sys.modules[__name__])" in open(module.__file__).read()  # `python -m tasks.<task>`
 
 
+    loader = inspect.signature(module.load_data).parameters  # one calling convention for the runner
+    assert list(loader) == ["config", "saved"] and loader["saved"].default is None, f"tasks.{task}.load_data"
 @pytest.mark.parametrize("task", tasks.TASKS)
 def test_task_default_model_is_of_its_kind(task):
     module = module_of(task)

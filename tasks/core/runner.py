@@ -5,7 +5,6 @@ A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evalua
 """
 
 import dataclasses
-import inspect
 import json
 import numbers
 import pathlib
@@ -268,12 +267,10 @@ def export(module, model, info, config, run):
 
 
 def load_data(module, config, run=None):
-    """`module.load_data(config)`; a task that learns from its training split (a vocabulary, a
-    tokenizer) takes `saved=`, the info of `run` (None for a new or --fresh run), and keeps what
-    that run learned, so a resumed run and `evaluate` see the same token ids as the model."""
-    if "saved" in inspect.signature(module.load_data).parameters:
-        return module.load_data(config, saved=run.saved_info() if run is not None else None)
-    return module.load_data(config)
+    """`module.load_data(config, saved=...)` with the info of `run` (None for a new or --fresh run):
+    a task that learns from its training split (a vocabulary, a tokenizer) keeps what that run
+    learned, so a resumed run and `evaluate` see the same token ids as the model."""
+    return module.load_data(config, saved=run.saved_info() if run is not None else None)
 
 
 def load_run(module, config):
