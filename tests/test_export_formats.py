@@ -214,6 +214,31 @@ def test_an_op_tflite_lacks_is_named_and_nothing_is_published(tmp_path, capfd):
 
 
 @pytest.mark.slow  # a GPT conversion to ONNX, 8 s on two cores
+def test_converter_output_goes_to_the_runs_export_log_named_by_the_error(tmp_path, capfd, monkeypatch):
+    """An MLIR dump, a UserWarning and an AttributeError from the converter: the terminal gets one
+    line, which names the run's export.log, and the log holds the dump and the warning."""
+    import tf2onnx
+
+    def noisy_failure(model, **kwargs):
+        print("module @jit_fn { func.func @main(%arg0: tensor<?x8xf32>) }")  # what converters dump
+        print("E0000 absl: op not lowered", file=sys.stderr)
+        warnings.warn("keras says something", UserWarning)
+        raise AttributeError("'NoneType' object has no attribute 'name'")
+
+    monkeypatch.setattr(export, "_fresh_process", reload_in_this_process)
+    monkeypatch.setattr(tf2onnx.convert, "from_keras", noisy_failure)
+    with pytest.raises(UserError) as caught:
+        export_task("anomaly_detection", "onnx", tmp_path)
+    log = tmp_path / "runs" / "anomaly_detection" / "run" / runner.EXPORT_LOG
+    message = str(caught.value)
+    assert message.startswith("cannot convert") and str(log) in message and "\n" not in message
+    terminal = capfd.readouterr()
+    assert "func.func" not in terminal.out + terminal.err and "keras says" not in terminal.out + terminal.err
+    written = log.read_text()
+    assert "func.func @main" in written and "op not lowered" in written and "keras says something" in written
+    assert only_versions(tmp_path / "saved_models" / "anomaly_detection") == []
+
+
 def test_gelu_converts_to_onnx_without_erfc(tmp_path):
     path, *_ = export_task("text_generation", "onnx", tmp_path)
     record = json.loads((path / "assets" / "check.json").read_text())["onnx"]

@@ -212,7 +212,8 @@ class Network:
     example: list = None
 
 
-def write(task, model, endpoints, assets, export_dir="saved_models", extra_format="saved_model", network=None):
+def write(task, model, endpoints, assets, export_dir="saved_models", extra_format="saved_model", network=None,
+          log_file=None):
     """Writes, checks and publishes a SavedModel; returns its version folder.
 
     Nothing is published unless every format answers like the model: the SavedModel reloaded in a
@@ -240,7 +241,12 @@ def class_outputs(probabilities, names):
         extra_format: str. `onnx` or `tflite` also writes `model.onnx` / `model.tflite` of the
             network beside the SavedModel. Defaults to "saved_model".
         network: Network or None. What the extra format holds. Defaults to `model` on a made-up batch.
+        log_file: str, Path or None. Where what the writer and converters print goes (MLIR dumps,
+            absl logs, warnings), this export's only; a failure's error names it. None: discarded.
     """
+    log = pathlib.Path(log_file) if log_file else None
+    if log is not None:
+        log.write_text("")
     root = pathlib.Path(export_dir) / task
     root.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
@@ -250,7 +256,7 @@ def class_outputs(probabilities, names):
         archive.track(model)
         for endpoint in endpoints:
             archive.add_endpoint(endpoint.name, tf.function(endpoint.fn), endpoint.signature)
-        with quiet_output():
+        with quiet_output(log):
             archive.write_out(str(staging), verbose=False)
         (staging / "assets").mkdir(exist_ok=True)
         for name, text in assets.items():
@@ -261,11 +267,17 @@ def class_outputs(probabilities, names):
         }
         checks = {"saved_model": check(staging, endpoints, expected)}
         if extra_format in CONVERTERS:
-            checks[extra_format] = convert(network or Network(model), extra_format, staging)
+            checks[extra_format] = convert(network or Network(model), extra_format, staging, log)
         (staging / "assets" / "check.json").write_text(json.dumps(checks, indent=2) + "\n")
         return _publish(staging, root)
+    except UserError as error:
+        if log is not None and log.is_file() and log.stat().st_size:  # the one line says where the rest is
+            error.args = (f"{str(error).rstrip('.')}; the converter's output is in {log}.",)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if log is not None and log.is_file() and not log.stat().st_size:
+            log.unlink()
 
 
 def _publish(staging, root):
@@ -408,9 +420,10 @@ def _named_outputs(outputs):
     return {f"output_{index}": np.asarray(keras.ops.convert_to_numpy(value)) for index, value in enumerate(flat)}
 
 
-def convert(network, extra_format, folder):
+def convert(network, extra_format, folder, log_file=None):
     """Writes `folder/model.<format>`, loads it with its runtime, runs the fixed batch and compares
-    it with the Keras network; returns the record `assets/check.json` keeps."""
+    it with the Keras network; returns the record `assets/check.json` keeps. What the converter
+    prints goes to `log_file` (None: discarded)."""
     model = network.model
     if not getattr(model, "inputs", None):
         raise UserError(f"--format {extra_format}: {model.name} is not a functional network with tensor inputs; "
@@ -419,7 +432,7 @@ def convert(network, extra_format, folder):
     want = _named_outputs(model(example if len(example) > 1 else example[0], training=False))
     path = pathlib.Path(folder) / f"model.{extra_format}"
     to_file, run, runtime = CONVERTERS[extra_format]
-    note = to_file(model, path)
+    note = to_file(model, path, log_file)
     got = run(path, model, example)
     if sorted(got) != sorted(want) and len(got) == len(want):  # unnamed outputs: in the network's order
         got = dict(zip(want, got.values()))
@@ -456,14 +469,15 @@ def convert(network, extra_format, folder):
 
 
 @contextlib.contextmanager
-def quiet_output():
+def quiet_output(log_file=None):
     """Sends what converters print (MLIR dumps, absl logs, `Saved artifact` lines, UserWarnings)
-    to a scratch file, so a failure shows one `error:` line; yields a list that holds the text after."""
+    to a scratch file, so a failure shows one `error:` line; yields a list that holds the text after,
+    which is also appended to `log_file` when given."""
     captured = []
     sys.stdout.flush()
     sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+", errors="replace") as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as sink, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         saved = [os.dup(1), os.dup(2)]
         python_streams = sys.stdout, sys.stderr
         os.dup2(sink.fileno(), 1)
@@ -479,7 +493,12 @@ def quiet_output():
             for descriptor in saved:
                 os.close(descriptor)
             sink.seek(0)
-            captured.append(sink.read())
+            text = sink.read() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                                         for w in caught)
+            captured.append(text)
+            if log_file is not None and text:
+                with open(log_file, "a", errors="replace") as log:
+                    log.write(text)
 
 
 @contextlib.contextmanager
@@ -506,7 +525,7 @@ def _first_line(error):
     return (str(error).strip().splitlines() or [type(error).__name__])[0].strip()
 
 
-def to_onnx(model, path):
+def to_onnx(model, path, log_file=None):
     """The network as ONNX (tf2onnx, opset 17); returns a note on what was changed, or None."""
     try:
         import onnxruntime  # noqa: F401  (the check loads the file with it)
@@ -516,7 +535,7 @@ def to_onnx(model, path):
     signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name) for tensor in model.inputs]
     gelu = []
     try:
-        with quiet_output() as log, _gelu_with_erf(gelu):
+        with quiet_output(log_file) as log, _gelu_with_erf(gelu):
             # from_keras freezes the variables; from_function would leave captured ones as inputs.
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
     except Exception as error:
@@ -541,13 +560,13 @@ def run_onnx(path, model, example):
     return {item.name: value for item, value in zip(session.get_outputs(), outputs)}
 
 
-def to_tflite(model, path):
+def to_tflite(model, path, log_file=None):
     """The network as a TFLite flatbuffer, TFLite builtin ops only, weights as constants."""
     # from_keras_model freezes the variables into the flatbuffer; from_concrete_functions kept them
     # as resource variables without initial values, and the file computed NaN.
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     try:
-        with quiet_output():
+        with quiet_output(log_file):
             flatbuffer = converter.convert()
     except Exception as error:
         text = str(error)

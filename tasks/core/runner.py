@@ -239,6 +239,11 @@ def measure(module, model, data, config, run, stats=None, baseline=None):
     return record
 
 
+# What the SavedModel writer and the ONNX/TFLite converters print, kept in the run folder (the
+# terminal shows one line; a failed export's error names this file).
+EXPORT_LOG = "export.log"
+
+
 def export(module, model, info, config, run):
     """Writes `saved_models/<task>/<N>/` from the task's serving endpoints."""
     assets = {
@@ -257,6 +262,7 @@ def export(module, model, info, config, run):
         export_dir=config.export_dir,
         extra_format=config.export_format,
         network=module.network(model, info) if hasattr(module, "network") else None,
+        log_file=run.path / EXPORT_LOG,
     )
     run.record_export(path)
     if config.export_format in export_lib.CONVERTERS:
