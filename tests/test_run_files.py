@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import stat
+import sys
 import types
 from unittest import mock
 
@@ -13,6 +14,7 @@ import pytest
 
 from tasks import classification
 from tasks import image_generation
+from tasks.core import cli
 from tasks.core import config as config_lib
 from tasks.core import export
 from tasks.core import runner
@@ -137,6 +139,22 @@ def test_evaluate_prints_no_training_throughput(tmp_path, capsys):
         runner.measure(module, model, None, config, run)  # `evaluate`: no stats
     assert "examples/s" not in capsys.readouterr().out
     assert "examples/s" in "\n".join(report_lines(capsys))  # `train` still prints it
+
+
+def test_train_repeats_its_warning_lines_at_the_end(tmp_path, capsys):
+    def train(config, fresh=False):
+        print("warning: could not draw plots/a.png: ValueError: x", file=sys.stderr)
+        print("Epoch 1/1 ... 50 lines of progress", file=sys.stderr)
+        print("warning: the mask of b.png is mostly void", file=sys.stderr)
+        print("warning: could not draw plots/a.png: ValueError: x", file=sys.stderr)  # once in the recap
+
+    module = types.SimpleNamespace(__name__="tasks.fake", __spec__=None, __doc__="Fake.", Config=config_lib.TrainConfig,
+                                   train=train)
+    assert cli.main(module, ["train", "--runs-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    recap = lines[lines.index("warnings:") + 1:]
+    assert recap == ["  warning: could not draw plots/a.png: ValueError: x", "  warning: the mask of b.png is mostly void"]
+    assert sys.stderr is not None and not hasattr(sys.stderr, "lines")  # the recorder is gone
 
 
 def test_export_names_the_file_it_wrote(tmp_path, capsys, monkeypatch):

@@ -8,6 +8,7 @@ mistake prints one line (`error: …`) and exits non-zero; it never prints a tra
 """
 
 import argparse
+import contextlib
 import pathlib
 import sys
 
@@ -105,7 +106,8 @@ def main(module, argv=None):
             return 0
         config = config_from_args(module, args)
         if args.verb == "train":
-            module.train(config, fresh=args.fresh)
+            with warnings_recap(config.verbose):
+                module.train(config, fresh=args.fresh)
         else:
             _run_verb(module, args.verb, config)
         return 0
@@ -115,6 +117,38 @@ def main(module, argv=None):
     except KeyboardInterrupt:
         print("error: interrupted; re-run the same command to resume.", file=sys.stderr)
         sys.exit(130)
+
+
+class _WarningRecorder:
+    """A stand-in for sys.stderr that passes every write through and keeps the `warning:` lines."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lines = []
+        self.partial = ""
+
+    def write(self, text):
+        self.partial += text
+        *complete, self.partial = self.partial.split("\n")
+        self.lines += [line for line in complete if line.startswith("warning:")]
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def warnings_recap(verbose=1):
+    """Repeats the `warning:` lines printed in the block after it ends without an error, under a
+    `warnings:` heading, so they are not lost among the epoch logs (each once, in order)."""
+    recorder = _WarningRecorder(sys.stderr)
+    sys.stderr = recorder
+    try:
+        yield recorder.lines
+    finally:
+        sys.stderr = recorder.stream
+    if recorder.lines and verbose:
+        print("\nwarnings:", *(f"  {line}" for line in dict.fromkeys(recorder.lines)), sep="\n", file=sys.stderr)
 
 
 def _run_verb(module, verb, config):
