@@ -665,7 +665,8 @@ def read_for_encoding(path, info):
     if not path.is_file():
         raise UserError(f"{path}: no such image file.")
     try:
-        image = tf.io.decode_image(path.read_bytes(), channels=channels, expand_animations=False).numpy()
+        image = tf.io.decode_image(export.upright_bytes(path.read_bytes()), channels=channels,
+                                   expand_animations=False).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise UserError(f"{path}: cannot decode it as an image (JPEG, PNG, GIF or BMP).")
     if image.shape[:2] != (height, width):

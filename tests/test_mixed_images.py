@@ -3,7 +3,8 @@ JPEG in one dataset train, evaluate and export for detection, segmentation and c
 a picture that fails costs neither the metrics nor the export; a run whose evaluation or export
 did not finish completes them on a re-run without training again.
 
-EXIF rotation is not applied: pixels are read as stored (PIL without `exif_transpose`).
+EXIF rotation is applied: a JPEG whose EXIF Orientation says it was taken sideways is read upright,
+in training and in predict (the SavedModel itself decodes bytes as given, EXIF ignored).
 """
 
 import json
@@ -18,6 +19,7 @@ from tasks import segmentation
 from tasks.core import export as export_lib
 from tasks.core import plots
 from tasks.core import training
+from tasks.data import images as image_readers
 from tests import helpers
 
 # (width, height): landscape, portrait, square, wide; modes and formats cycle independently.
@@ -43,6 +45,21 @@ def save_as(array, path_stem, number):
     path = path_stem.with_suffix(extension)
     image.save(path)
     return path
+
+
+def save_sideways(upright, path):
+    """A JPEG of `upright` as a phone held sideways stores it: pixels turned a quarter to the left,
+    EXIF Orientation 6 (turn a quarter to the right to view). Returns the path."""
+    exif = Image.Exif()
+    exif[image_readers.EXIF_ORIENTATION] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1))).save(path, exif=exif.tobytes())
+    return path
+
+
+def as_stored(path):
+    """The JPEG's pixels as stored, turned by hand as EXIF Orientation 6 asks (no EXIF code involved)."""
+    with Image.open(path) as image:
+        return np.rot90(np.asarray(image.convert("RGB")), k=-1)
 
 
 def only_run(workdir, task):
@@ -125,14 +142,18 @@ def test_segmentation_trains_evaluates_and_exports_mixed_images(tmp_path, capsys
 
 
 def write_mixed_classes(root, per_class=8):
-    """Class folders red/ and green/: a coloured block on noise, every image its own size and mode."""
+    """Class folders red/ and green/: a coloured block on noise, every image its own size and mode, one
+    JPEG with EXIF Orientation 6."""
     rng = np.random.default_rng(2)
     for label, name in enumerate(["red", "green"]):
         (root / name).mkdir(parents=True)
         for number in range(per_class):
             array = canvas(number + label, rng)
             array[4:-4, 4:-4] = COLOURS[label]
-            save_as(array, root / name / f"{name}{number}", number + label)
+            if (label, number) == (0, per_class - 1):  # the last red one: a photo taken sideways
+                save_sideways(array, root / name / f"{name}{number}.jpg")
+            else:
+                save_as(array, root / name / f"{name}{number}", number + label)
     return root
 
 
@@ -146,6 +167,37 @@ def test_classification_trains_evaluates_and_exports_mixed_images(tmp_path, caps
     result = helpers.run_in_process(classification, capsys, tmp_path, "train", *classification_flags(data))
     run = assert_evaluated_and_exported(result, tmp_path, "classification")
     assert json.loads((run / "info.json").read_text())["image_shape"] == [16, 16, 3]
+
+
+# === EXIF orientation ===
+
+
+def test_a_photo_taken_sideways_is_read_upright(tmp_path):
+    upright = np.zeros((24, 40, 3), np.uint8)  # landscape: a red top band, a blue left band
+    upright[:6] = (230, 30, 30)
+    upright[:, :6] = (30, 30, 230)
+    for name in ("red", "blue"):
+        (tmp_path / name).mkdir()
+    path = save_sideways(upright, tmp_path / "red" / "photo.jpg")
+    Image.fromarray(upright).save(tmp_path / "blue" / "plain.png")
+    found = image_readers.read_images(tmp_path)
+    train_images, train_labels = found.splits["train"]
+    read = train_images[list(train_labels).index(found.class_names.index("red"))]
+    np.testing.assert_array_equal(read, as_stored(path))  # turned, not resized: 24 x 40 like the PNG
+    assert np.abs(read.astype(int) - upright).mean() < 8  # and the right way round (JPEG loss only)
+
+
+def test_predict_turns_a_sideways_photo_before_the_savedmodel(tmp_path):
+    import tensorflow as tf
+
+    upright = np.zeros((24, 40, 3), np.uint8)
+    upright[:6] = 230
+    path = save_sideways(upright, tmp_path / "photo.jpg")
+    turned = export_lib.upright_bytes(path.read_bytes())
+    np.testing.assert_array_equal(tf.io.decode_image(turned, channels=3).numpy(), as_stored(path))
+    plain = tmp_path / "plain.png"
+    Image.fromarray(upright).save(plain)
+    assert export_lib.upright_bytes(plain.read_bytes()) == plain.read_bytes()  # no EXIF: the bytes as given
 
 
 # === Pictures are best-effort; an unfinished run completes ===

@@ -162,6 +162,29 @@ def check_paths(inputs, looks=looks_like_path):
                             "a file name needs a space in it).")
 
 
+def upright_bytes(encoded):
+    """Image bytes whose EXIF Orientation tag asks for a turn, re-encoded upright as PNG (lossless);
+    any other bytes as given.
+
+    The SavedModels decode with `tf.io.decode_image`, which ignores EXIF; predict turns a photo taken
+    sideways first, as the readers do in training (`tasks.data.images.upright`).
+    """
+    from PIL import Image
+    from PIL import ImageOps
+
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            if image.getexif().get(0x0112, 1) in (None, 1):  # 0x0112: Orientation, 1 = upright
+                return encoded
+            turned = ImageOps.exif_transpose(image)
+            turned = turned if turned.mode in ("L", "RGB", "RGBA") else turned.convert("RGB")
+            buffer = io.BytesIO()
+            turned.save(buffer, format="PNG")
+            return buffer.getvalue()
+    except Exception:  # noqa: BLE001 (not an image PIL reads: the signature's decode reports it)
+        return encoded
+
+
 # The image files `tf.io.decode_image` reads, as a folder INPUT of `predict` is scanned for them.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
@@ -181,7 +204,8 @@ def image_files(inputs):
 
 
 def on_image_files(signature, inputs):
-    """Yields `(name, encoded bytes, outputs)` of a bytes signature on each image file.
+    """Yields `(name, encoded bytes, outputs)` of a bytes signature on each image file, turned
+    upright when its EXIF says so (`upright_bytes`).
 
     A folder stands for its image files (`image_files`). A missing file or one the signature cannot
     decode is a `UserError` naming it.
@@ -190,7 +214,7 @@ def on_image_files(signature, inputs):
         file = pathlib.Path(name)
         if not file.is_file():
             raise UserError(f"{name}: no such image file.")
-        encoded = file.read_bytes()
+        encoded = upright_bytes(file.read_bytes())
         try:
             outputs = signature(image_bytes=tf.constant([encoded]))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):

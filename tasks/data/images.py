@@ -32,7 +32,8 @@ image is looked for under the CSV's folder: first in the folder named like the C
 train/, trainLabels.csv -> train/), then in images/, then beside the CSV (a value may hold a
 relative path). A CSV that names images but no classes, in a folder that is not class folders
 either, is an error. Images are ordered by split, class, then file name, so every read gives the
-same arrays, whatever the layout.
+same arrays, whatever the layout. A photo whose EXIF Orientation tag says it was taken sideways is
+turned upright as it is read, as viewers show it (every reader in `tasks/data` decodes through here).
 """
 
 import collections
@@ -747,13 +748,27 @@ def _decode(file):
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # decodes every byte, so a truncated file fails here
-            return _to_array(image)
+            return _to_array(upright(image))
     except Image.UnidentifiedImageError:
         return "corrupt image (PIL recognises no image format in it)"
     # PIL reports bad bytes as OSError, SyntaxError, ValueError, struct.error, zlib.error,
     # DecompressionBombError...: any failure here is a bad file.
     except Exception as error:  # noqa: BLE001
         return f"corrupt or truncated image ({_one_line(error)})"
+
+
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how the camera was held: 1 upright, 2-8 mirrored and/or turned
+
+
+def upright(image):
+    """A PIL image turned as its EXIF Orientation tag says (a phone photo taken sideways), else itself.
+
+    Pixels are stored as the sensor saw them; viewers, and this package's readers, show them turned
+    upright. `tf.io.decode_image` does not (predict turns files first: `tasks.core.export.upright_bytes`).
+    """
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (None, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _to_array(image):

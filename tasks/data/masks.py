@@ -571,8 +571,9 @@ def _decode_mask(path, colour=False):
     """The mask as uint8 (H, W) values (palette indices, grey levels) or (H, W, 3) colours; or why
     it cannot be read. `colour=True` reads every mask as its colours (colour-coded masks)."""
     try:
-        with Image.open(path) as image:
-            image.load()
+        with Image.open(path) as opened:
+            opened.load()
+            image = image_readers.upright(opened)  # as its image is read
             mode = image.mode
             if colour:
                 return np.asarray(image.convert("RGB"))
