@@ -18,9 +18,11 @@ end. The chief's backup is broadcast to every worker when a run resumes, so work
 shared file system.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -152,6 +154,70 @@ def free_local_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+class Cluster:
+    """The workers one run trains on, as the runner sees them: one process (the chief, alone) or a
+    `MultiWorkerMirroredStrategy` cluster. Derived once from the strategy `training.setup` returns.
+
+        cluster = Cluster(training.setup(config))
+        run = cluster.run_folder(run)                # a scratch copy on a worker that is not the chief
+        if cluster.agree(run.complete): ...          # the chief's answer, on every worker
+        config = cluster.global_batch(config)        # --batch-size is per worker under multi_worker
+        with cluster.strategy.scope(): ...
+        if not cluster.hand_over(model, say): return model   # a worker: digest, clean up, wait
+
+    Attributes:
+        strategy: the tf.distribute strategy.
+        multi_worker: bool. Several worker processes train together.
+        chief: bool. This process keeps the run folder, evaluates and exports (always, alone).
+        workers: int. Worker processes (1 alone).
+        index: int. This worker's task id (0 alone).
+    """
+
+    def __init__(self, strategy_):
+        self.strategy = strategy_
+        self.multi_worker = is_multi_worker(strategy_)
+        self.chief = is_chief(strategy_)
+        self.workers = num_workers(strategy_)
+        self.index = strategy_.cluster_resolver.task_id if self.multi_worker else 0
+        self.scratch = None
+
+    def run_folder(self, run):
+        """`run` on the chief; on another worker the same run name in a scratch folder, which
+        `leave` removes (what the chief writes for real, a worker writes there)."""
+        if self.chief:
+            return run
+        self.scratch = scratch_dir()
+        return type(run)(run.task, pathlib.Path(self.scratch) / run.path.name)
+
+    def agree(self, flag):
+        """The chief's `flag` (e.g. "this run is already complete") on every worker."""
+        return flag_from_chief(self.strategy, flag) if self.multi_worker else bool(flag)
+
+    def global_batch(self, config):
+        """`config` with the global batch size: --batch-size times the workers."""
+        return dataclasses.replace(config, batch_size=config.batch_size * self.workers)
+
+    def leave(self):
+        """A worker that is not the chief removes its scratch folder."""
+        if self.scratch is not None:
+            remove_scratch(self.scratch)
+            self.scratch = None
+
+    def hand_over(self, model, say):
+        """After training: under multi_worker each worker states its final weights' digest (equal
+        digests: identical models); a worker that is not the chief then removes its scratch folder
+        and waits for the chief to evaluate and export. True on the chief, which goes on."""
+        if not self.multi_worker:
+            return True
+        say(f"Worker {self.index}: final weights {weights_digest(model)}")
+        if self.chief:
+            return True
+        self.leave()
+        say("Waiting for the chief (worker 0) to evaluate and export.")
+        wait_for_chief(self.strategy)
+        return False
 
 
 def is_multi_worker(strategy_):

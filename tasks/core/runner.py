@@ -7,7 +7,6 @@ A task module provides `Config`, `load_data`, `build_model`, `baseline`, `evalua
 import dataclasses
 import json
 import numbers
-import pathlib
 
 import keras
 import numpy as np
@@ -46,31 +45,21 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
     if getattr(config, "ensemble", 1) > 1:
         return train_ensemble(module, config, fresh=fresh, export_model=export_model)
     task = task_name(module)
-    strategy = training.setup(config, seed=config.seed + member)
-    cluster = distributed.is_multi_worker(strategy)
-    chief = distributed.is_chief(strategy)
-    run = Run.for_config(task, config)
-    scratch = None
-    if not chief:
-        scratch = distributed.scratch_dir()
-        run = Run(task, pathlib.Path(scratch) / run.path.name)
-    complete = run.complete and (run.exported or not export_model) and not fresh
-    if cluster:
-        complete = distributed.flag_from_chief(strategy, complete)
-    if complete:
+    cluster = distributed.Cluster(training.setup(config, seed=config.seed + member))
+    run = cluster.run_folder(Run.for_config(task, config))
+    if cluster.agree(run.complete and (run.exported or not export_model) and not fresh):
         say(config, f"Run {run.path} is already complete; pass --fresh to train it again.")
-        if not chief:
-            distributed.remove_scratch(scratch)
+        if not cluster.chief:
+            cluster.leave()
             return None
         report(run.read_metrics(), config)
         return keras.saving.load_model(run.model_file)
-    if not cluster and not fresh and run.model_file.is_file():
+    if not cluster.multi_worker and not fresh and run.model_file.is_file():
         return complete_run(module, config, run, export_model, baseline)
-    # Under multi_worker --batch-size is per worker: the pipelines batch the global batch.
-    work = dataclasses.replace(config, batch_size=config.batch_size * distributed.num_workers(strategy))
+    work = cluster.global_batch(config)
     # Bad data or a bad model name fails here, before anything is written.
     data = load_data(module, work, None if fresh else run)
-    with strategy.scope():
+    with cluster.strategy.scope():
         model = module.build_model(work, data.info)
     run.start(config, fresh=fresh)
     write_atomic(run.path / "info.json", json.dumps(data.info, indent=2) + "\n")
@@ -78,22 +67,16 @@ def train(module, config, fresh=False, export_model=True, member=0, baseline=Non
     try:
         stats = training.fit(model, data, work, run, extra_callbacks=extra)
     except tf.errors.OpError as error:
-        if not cluster:
+        if not cluster.multi_worker:
             raise
         raise ClusterLost(
             f"lost the cluster ({type(error).__name__}); rerun every worker with the same command "
             "to resume from the last backup."
         ) from None
-    if cluster:
-        index = strategy.cluster_resolver.task_id
-        say(config, f"Worker {index}: final weights {distributed.weights_digest(model)}")
-        if not chief:
-            distributed.remove_scratch(scratch)
-            say(config, "Waiting for the chief (worker 0) to evaluate and export.")
-            distributed.wait_for_chief(strategy)
-            return model
+    if not cluster.hand_over(model, lambda text: say(config, text)):
+        return model
     run.save_model(model, stats)
-    if cluster:
+    if cluster.multi_worker:
         # Evaluation and export run on the chief alone, on a plain copy outside the strategy.
         model = keras.saving.load_model(run.model_file)
     measure(module, model, data, config, run, stats, baseline=baseline)
