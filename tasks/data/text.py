@@ -1,8 +1,14 @@
-"""Labelled-text readers: sentence-per-line files per class, CSV/TSV, class-per-folder trees, TFDS, demo.
+"""Text readers: labelled text (sentence-per-line files per class, CSV/TSV, JSON lines, class-per-folder
+trees, TFDS, demo) and unlabelled corpora for language models.
 
-    found = text.read_labelled("../shared/data/mr_polarity", encoding="latin-1")
+    found = text.read("../shared/data/mr_polarity", encoding="latin-1")  # prints: data: one file of ...
     found.splits["train"]   # (texts: list of str, labels: list of str)
     found.class_names       # ["neg", "pos"]
+    texts = text.read_corpus("../shared/data/tiny_shakespeare")  # {"train": str, "validation": str, "test": str}
+
+The two entries take the `--data` value (`demo`, `tfds:NAME[/CONFIG]` or a path): `read` for
+labelled text (`read_labelled` reads a path without the printed line), `read_corpus` for a text
+file or a folder of `*.txt` files, split by characters.
 
 Formats (`read_labelled(path)` picks by what is there):
 - A folder of plain files, one class per file, one example per line (`rt-polarity.pos`,
@@ -589,7 +595,8 @@ def read_corpus(source, validation_fraction=0.1, demo=None, verbose=True):
             files = sorted(path for path in value.rglob("*.txt") if path.is_file())
             if not files:
                 raise UserError(f"--data {source}: the folder has no .txt files.")
-            text, layout = "\n".join(_corpus_file(path) for path in files), f"folder of {len(files)} .txt files"
+            text = "\n".join(_corpus_file(path) for path in files)
+            layout = f"folder of {len(files)} .txt file{'s' if len(files) > 1 else ''}"
         else:
             text, layout = _corpus_file(value), "text file"
         if not text.strip():
