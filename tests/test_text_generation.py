@@ -234,7 +234,7 @@ def test_the_demo_beats_the_bigram_and_untrained_does_not(demo_export):
     assert record["metrics"]["nats_per_char"] < bar < untrained, (record["metrics"]["nats_per_char"], bar, untrained)
 
 
-@pytest.mark.slow  # the default demo, 360 steps of a 2 x 64 GPT: ~50 CPU-s, 60-100 s on two shared cores
+@pytest.mark.slow  # the default demo, 360 steps of a 2 x 64 GPT and its export: ~50 CPU-s, 130 s on loaded cores
 def test_the_default_demo_spells_words_and_untrained_does_not(tmp_path):
     """Bars: nats/char below the bigram; 90 % of the sampled words are the grammar's.
 
