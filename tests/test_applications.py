@@ -11,10 +11,10 @@ import inspect
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import applications
 from applications import registry
+from tests import helpers
 
 # The modules whose builders follow the image-classifier contract (image in, (B, classes) out).
 CLASSIFIER_MODULES = (
@@ -43,50 +43,6 @@ def random_batch(input_shape, batch_size=BATCH_SIZE, seed=0):
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, size=(batch_size,))
     return x, y
-
-
-def check_outputs(outputs, batch_size, num_classes):
-    outputs = np.asarray(outputs)
-    assert outputs.shape == (batch_size, num_classes)
-    assert outputs.dtype == np.float32
-    assert np.all(np.isfinite(outputs))
-
-
-def run_model_test(model, x, y):
-    """Predict on arrays and on tf.data, one fit step, and a get_config/from_config round trip."""
-    num_classes = model.output_shape[-1]
-    outputs = model.predict(x, verbose=0)
-    check_outputs(outputs, len(x), num_classes)
-    dataset = tf.data.Dataset.from_tensor_slices(x).batch(len(x))
-    np.testing.assert_allclose(model.predict(dataset, verbose=0), outputs, rtol=1e-5, atol=1e-5)
-
-    # One eager step: tracing the train step of a 400-layer net costs ~10 s and tests Keras,
-    # not the builder; the graph-mode forward pass is covered by `predict` above.
-    model.compile(
-        optimizer=keras.optimizers.SGD(1e-3),
-        loss="sparse_categorical_crossentropy",
-        run_eagerly=True,
-    )
-    stem_kernel = np.array(model.trainable_weights[0])
-    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][-1])
-    # The gradient reaches the first layer: the graph is connected end to end.
-    assert not np.array_equal(np.array(model.trainable_weights[0]), stem_kernel)
-
-    restored = keras.Model.from_config(model.get_config())
-    assert [layer.name for layer in restored.layers] == [layer.name for layer in model.layers]
-    assert restored.count_params() == model.count_params()
-
-
-def run_saving_test(model, x, tmp_path):
-    """`.keras` save -> load_model -> the same predictions."""
-    path = tmp_path / f"{model.name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    # Direct (eager) calls: a second traced `predict` per model would double the test time.
-    np.testing.assert_allclose(
-        loaded(x, training=False), model(x, training=False), rtol=1e-5, atol=1e-5
-    )
 
 
 def trainable_parameters(model):
@@ -121,8 +77,8 @@ def test_classifier(name, tmp_path):
     model = applications.get(name)(input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
     assert model.name == name
     x, y = random_batch((32, 32, 3))
-    run_model_test(model, x, y)
-    run_saving_test(model, x, tmp_path)
+    helpers.run_classifier_test(model, x, y)
+    helpers.keras_round_trip(model, x, tmp_path)
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (8, 8, 1)], ids=["mnist", "digits"])
@@ -131,7 +87,7 @@ def test_small_grey_images(name, shape):
     # MNIST-sized and the 8x8 demo digits: no builder may pool a grid down to zero.
     model = applications.get(name)(input_shape=shape, num_classes=NUM_CLASSES)
     x, _ = random_batch(shape)
-    check_outputs(model(x, training=False), BATCH_SIZE, NUM_CLASSES)
+    helpers.check_class_outputs(model(x, training=False), BATCH_SIZE, NUM_CLASSES)
 
 
 # One member per family at 96x96x3: the ImageNet stems and heads.
@@ -149,7 +105,7 @@ LARGE_INPUT_BUILDERS = [
 def test_large_images(name, kwargs):
     model = applications.get(name)(input_shape=(96, 96, 3), num_classes=NUM_CLASSES, **kwargs)
     x, _ = random_batch((96, 96, 3))
-    check_outputs(model.predict(x, verbose=0), BATCH_SIZE, NUM_CLASSES)
+    helpers.check_class_outputs(model.predict(x, verbose=0), BATCH_SIZE, NUM_CLASSES)
 
 
 def test_stem_follows_input_size():
@@ -198,7 +154,7 @@ def test_mixed_precision_outputs_float32(name, mixed_bfloat16):
     assert model.get_layer("predictions").compute_dtype == "float32"
     assert model.output.dtype == "float32"
     x, _ = random_batch((32, 32, 3))
-    check_outputs(model(x, training=False), BATCH_SIZE, NUM_CLASSES)
+    helpers.check_class_outputs(model(x, training=False), BATCH_SIZE, NUM_CLASSES)
 
 
 def test_dropout_rate_adds_dropout():

@@ -14,6 +14,7 @@ import applications
 from applications import detection_common
 from applications import rpn
 from applications import yolo
+from tests import helpers
 
 SHAPE = (64, 64, 3)
 NUM_CLASSES = 3
@@ -57,11 +58,7 @@ def test_detector(name, module, kwargs, tmp_path):
     boxes = found["boxes"].numpy()
     assert (boxes >= 0).all() and (boxes <= 1).all()
 
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    for got, want in zip(tf.nest.flatten(loaded(x, training=False)), tf.nest.flatten(model(x, training=False))):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    helpers.keras_round_trip(model, x, tmp_path, atol=1e-4, rtol=1e-4)
 
 
 def test_registered_and_documented():

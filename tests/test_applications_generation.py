@@ -16,8 +16,7 @@ import tensorflow as tf
 import applications
 from applications import dcgan
 from applications import vae
-from tests.test_applications import run_model_test
-from tests.test_applications import run_saving_test
+from tests import helpers
 
 SHAPE = (8, 8, 1)
 NUM_CLASSES = 3
@@ -88,11 +87,8 @@ def test_gan_generates_trains_and_round_trips(name, extra, tmp_path):
     # Both players took a step: gradients reach the first layer of each.
     assert not np.array_equal(generator_before, np.array(model.generator.trainable_weights[0]))
     assert not np.array_equal(discriminator_before, np.array(model.discriminator.trainable_weights[0]))
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
+    restored = helpers.keras_round_trip(model, inputs, tmp_path, atol=1e-4)
     assert isinstance(restored, dcgan.GAN) and restored.num_classes == model.num_classes
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(inputs)), keras.ops.convert_to_numpy(model(inputs)), atol=1e-4)
     assert restored.discriminator_optimizer is not None
     restored.fit(x, y, batch_size=4, epochs=1, verbose=0)  # training goes on after a reload
 
@@ -150,7 +146,7 @@ def test_dcgan_classifier_meets_the_classifier_contract(tmp_path):
     keras.utils.set_random_seed(0)
     model = dcgan.dcgan_classifier(input_shape=(28, 28, 1), num_classes=5)
     x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype("float32")
-    run_model_test(model, x, np.array([0, 3]))
-    run_saving_test(model, x, tmp_path)
+    helpers.run_classifier_test(model, x, np.array([0, 3]))
+    helpers.keras_round_trip(model, x, tmp_path)
     small = dcgan.dcgan_classifier(input_shape=(8, 8, 1), num_classes=10, classifier_activation=None)
     assert small(tf.zeros((1, 8, 8, 1))).shape == (1, 10)

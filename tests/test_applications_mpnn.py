@@ -15,6 +15,7 @@ import tensorflow as tf
 import applications
 from applications import mpnn
 from tasks.data import molecules
+from tests import helpers
 
 GRAPH_BUILDERS = [name for name in applications.names() if applications.get(name).__module__ == "applications.mpnn"]
 SMALL = {"mpnn": {"units": 16, "num_steps": 2}, "gin": {"units": 16, "num_layers": 2}, "gcn": {"units": 16}}
@@ -76,11 +77,7 @@ def test_build_predict_fit_and_round_trip(name, graph_set, tmp_path):
     changed = [not np.array_equal(a, np.array(b)) for a, b in zip(before, model.trainable_weights)]
     assert all(changed), [w.path for w, c in zip(model.trainable_weights, changed) if not c]
 
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(np.asarray(restored(as_tensors(batch), training=False)),
-                               np.asarray(model(as_tensors(batch), training=False)), rtol=1e-5, atol=1e-5)
+    helpers.keras_round_trip(model, as_tensors(batch), tmp_path)
 
 
 def test_target_units_head_scales_and_shifts(graph_set):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import applications
 from applications import transformer
+from tests import helpers
 
 SOURCE_VOCABULARY = 17
 TARGET_VOCABULARY = 13
@@ -56,11 +57,8 @@ def test_build_predict_fit_round_trip_and_parts(name, tmp_path):
     assert np.isfinite(history.history["loss"][0])
     # The gradient reaches the source embedding: encoder and decoder are connected.
     assert not np.array_equal(before, np.array(model.get_layer("encoder").trainable_weights[0]))
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
+    restored = helpers.keras_round_trip(model, inputs, tmp_path)
     expected = model.predict(inputs, verbose=0)
-    np.testing.assert_allclose(restored.predict(inputs, verbose=0), expected, atol=1e-5)
 
     split_logits, attention = parts(restored, SOURCE, TARGET_IN)
     np.testing.assert_allclose(split_logits, expected, atol=1e-5)

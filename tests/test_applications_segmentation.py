@@ -11,6 +11,7 @@ import pytest
 
 import applications
 from applications import segmentation_common
+from tests import helpers
 
 NUM_CLASSES = 3
 SHAPE = (64, 64, 3)
@@ -51,10 +52,7 @@ def test_segmenter(name, kwargs, tmp_path):
 
     restored = keras.Model.from_config(model.get_config())
     assert restored.count_params() == model.count_params()
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), rtol=1e-5, atol=1e-5)
+    helpers.keras_round_trip(model, x, tmp_path)
 
 
 def test_fcn_variants_fuse_finer_skips():

@@ -14,6 +14,7 @@ import tensorflow as tf
 import applications
 from applications import bert
 from applications import text_classifiers
+from tests import helpers
 
 VOCABULARY_SIZE = 40
 SEQUENCE_LENGTH = 12
@@ -62,10 +63,7 @@ def test_build_predict_fit_and_round_trip(name, tmp_path):
     history = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(before, np.array(embedding))  # the gradient reaches the embedding
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-5)
+    helpers.keras_round_trip(model, x, tmp_path)
 
 
 def test_text_cnn_matches_kims_architecture():

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import applications
 from applications import series as series_networks
+from tests import helpers
 
 WINDOW = 32
 CASES = [
@@ -42,10 +43,7 @@ def test_build_predict_fit_and_round_trip(name, sizes, width, kind, tmp_path):
     history = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(before[0], np.array(model.trainable_weights[0]))  # the gradient reaches the first layer
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-5)
+    restored = helpers.keras_round_trip(model, x, tmp_path)
     assert series_networks.objective(restored) == kind
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 import applications
 from applications import gpt
 from applications import lstm_lm
+from tests import helpers
 
 VOCABULARY_SIZE = 13
 SEQUENCE_LENGTH = 16
@@ -52,10 +53,7 @@ def test_build_predict_fit_and_round_trip(name, family, extra, tmp_path):
     history = model.fit(x, np.roll(x, -1, axis=1), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(before, np.array(model.trainable_weights[0]))  # gradient reaches the embedding
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    restored = helpers.keras_round_trip(model, x, tmp_path, atol=1e-6)
     assert family.supports(model) and family.supports(restored)
 
 
