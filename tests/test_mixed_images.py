@@ -101,6 +101,7 @@ def write_mixed_detection(root, count=12):
     return root
 
 
+@pytest.mark.slow  # a second detection training and export (14 s on two cores); the classification case keeps the fast lane's proof
 def test_detection_trains_evaluates_and_exports_mixed_images(tmp_path, capsys):
     data = write_mixed_detection(tmp_path / "mixed")
     result = helpers.run_in_process(detection, capsys, tmp_path, "train", "--data", data, "--epochs", "1",
@@ -129,6 +130,7 @@ def write_mixed_segmentation(root, count=10):
     return root
 
 
+@pytest.mark.slow  # a second segmentation training and export (14 s on two cores); the classification case keeps the fast lane's proof
 def test_segmentation_trains_evaluates_and_exports_mixed_images(tmp_path, capsys):
     data = write_mixed_segmentation(tmp_path / "mixed")
     result = helpers.run_in_process(segmentation, capsys, tmp_path, "train", "--data", data, "--epochs", "1",
@@ -158,7 +160,7 @@ def write_mixed_classes(root, per_class=8):
 
 
 def classification_flags(data):
-    return ["--data", data, "--epochs", "1", "--image-size", "16", "--model", "mini_xception", "--batch-size", "8",
+    return ["--data", data, "--epochs", "1", "--image-size", "16", "--model", "resnet20", "--batch-size", "8",
             "--verbose", "0"]
 
 
@@ -210,6 +212,7 @@ def test_image_grid_takes_any_size_mode_and_channels(tmp_path):
     assert Image.open(path).size[0] > 0
 
 
+@pytest.mark.slow  # a training and export (13 s on two cores)
 def test_a_failing_picture_costs_neither_metrics_nor_export(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("the plotting library broke")
@@ -225,10 +228,11 @@ def test_a_failing_picture_costs_neither_metrics_nor_export(tmp_path, capsys, mo
     assert (tmp_path / "saved_models" / "classification" / "1" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow  # two trainings and exports (13-15 s each on two cores)
 @pytest.mark.parametrize("step", ["evaluate", "export"])
 def test_a_rerun_completes_an_unfinished_run_without_training(step, tmp_path, monkeypatch):
     data = write_mixed_classes(tmp_path / "mixed")
-    config = classification.Config(data=str(data), epochs=1, image_size=16, model="mini_xception", batch_size=8,
+    config = classification.Config(data=str(data), epochs=1, image_size=16, model="resnet20", batch_size=8,
                                    verbose=0, runs_dir=str(tmp_path / "runs"),
                                    export_dir=str(tmp_path / "saved_models"))
     with monkeypatch.context() as patch:
