@@ -4,6 +4,7 @@
     class Config(TrainConfig, finetune.BackboneConfig): ...
 
     network = finetune.image_classifier(config, input_shape, num_classes)   # --backbone, --weights
+    network = finetune.image_classifier(Config(backbone="hub:DIR"), ...)     # a KerasHub preset
     training.fit(...)   # adds `StagedFinetune` and applies `--init-from` (see `callbacks`, `init_from`)
 
 Detection and segmentation take a registry classifier or a pretrained backbone under the same
@@ -14,6 +15,10 @@ Fine-tuning the field's way: for `--freeze-backbone-epochs N` epochs the backbon
 (`trainable=False`, which in Keras 3 also runs its batch norm in inference mode, so neither its
 weights nor its moving statistics change), then the whole network trains, the backbone at
 `--backbone-learning-rate-factor` times the learning rate.
+
+`--backbone hub:<preset or directory>` takes a KerasHub image backbone through `from_preset`, with
+its `ImageConverter` as the preprocessing inside the model. A directory loads offline; a preset
+name or `kaggle://` / `hf://` handle downloads, and fails in seconds without a connection.
 """
 
 import dataclasses
@@ -40,8 +45,8 @@ class BackboneConfig:
 
     backbone: str = option(
         "none",
-        f"A pretrained image backbone in place of --model: none, {', '.join(backbones.names())}.",
-        choices=["none", *backbones.names()],
+        f"A pretrained image backbone in place of --model: none, {', '.join(backbones.names())}, or "
+        "hub:<KerasHub preset or directory>.",
     )
     weights: str = option(
         "imagenet",
@@ -58,7 +63,8 @@ class BackboneConfig:
 
 def pretrained(config):
     """True when the config asks for a pretrained backbone with weights (so staged fine-tuning applies)."""
-    return getattr(config, "backbone", "none") in backbones.names() and getattr(config, "weights", "none") != "none"
+    name = getattr(config, "backbone", "none")
+    return (name in backbones.names() or is_hub(name)) and getattr(config, "weights", "none") != "none"
 
 
 def backbone_option(default, role):
@@ -170,6 +176,19 @@ def build(config, input_shape, builder, *args, **kwargs):
 
 def image_classifier(config, input_shape, num_classes, dropout_rate=0.0):
     """The config's backbone with its preprocessing and a dense head: raw pixels → logits."""
+    if is_hub(config.backbone):
+        from applications import hub
+
+        backbone, converter = hub_image_backbone(config)
+        try:
+            return hub.image_classifier(backbone, converter, tuple(input_shape), num_classes, dropout_rate=dropout_rate)
+        except ValueError as error:
+            raise UserError(f"--backbone {config.backbone}: {first_line(error)}") from None
+    if config.backbone not in backbones.names():
+        raise UserError(
+            f"--backbone {config.backbone}: not a pretrained backbone; pass none, {', '.join(backbones.names())} "
+            "or hub:<KerasHub preset or directory>."
+        )
     return build(
         config, input_shape, backbones.image_classifier, config.backbone, tuple(input_shape), num_classes,
         dropout_rate=dropout_rate,
@@ -180,6 +199,76 @@ def feature_extractor(config, input_shape, levels=5):
     """The config's backbone as multi-scale features (strides 2 … 2**levels) of preprocessed pixels."""
     shape = backbones.backbone_shape(input_shape)
     return build(config, input_shape, backbones.feature_extractor, config.backbone, shape, levels=levels)
+
+
+# === KerasHub presets ===
+
+HUB_PREFIX = "hub:"
+# The host a preset handle downloads from, by scheme (a bare preset name is a Kaggle handle).
+HUB_HOSTS = {"kaggle": ("api.kaggle.com", 443), "hf": ("huggingface.co", 443), "modelscope": ("modelscope.cn", 443)}
+
+
+def is_hub(name):
+    """True for a `hub:<preset or directory>` backbone or model."""
+    return str(name).startswith(HUB_PREFIX)
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def hub_preset(value, flag="--backbone"):
+    """The preset `keras_hub` loads for `hub:<preset or directory>`: a directory's path, or a name or
+    handle when a connection to its host opens in seconds; anything else is a one-line `UserError`."""
+    preset = value[len(HUB_PREFIX):]
+    if not preset:
+        raise UserError(f"{flag} {value}: name a KerasHub preset or a preset directory after hub:.")
+    scheme = preset.split("://", 1)[0] if "://" in preset else ""
+    path = pathlib.Path(preset).expanduser()
+    if not scheme:
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise UserError(
+                    f"{flag} {value}: {preset} holds no config.json; pass a directory written by save_to_preset."
+                )
+            return str(path)
+        if path.exists() or "/" in preset or preset.startswith((".", "~")):
+            raise UserError(f"{flag} {value}: no such preset directory; pass a directory written by save_to_preset.")
+    host = HUB_HOSTS.get(scheme or "kaggle")
+    if host is None:
+        raise UserError(f"{flag} {value}: unknown preset scheme {scheme}://; use kaggle://, hf:// or a directory.")
+    if not can_download(host):
+        raise UserError(
+            f"{flag} {value}: cannot download the preset (no connection to {host[0]}); "
+            "pass a local preset directory as hub:DIR (written by save_to_preset)."
+        )
+    return preset
+
+
+def hub_image_backbone(config):
+    """`(backbone, image converter or None)` of the config's `hub:` preset, the backbone named
+    `BACKBONE`; `--weights none` keeps the preset's architecture with random weights."""
+    if config.weights not in ("imagenet", "none"):
+        raise UserError(
+            f"--weights {config.weights}: a KerasHub preset brings its own weights; pass imagenet (the "
+            "preset's) or none (random)."
+        )
+    preset = hub_preset(config.backbone)
+    import keras_hub
+
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(
+            preset, load_weights=config.weights != "none", name=backbones.BACKBONE
+        )
+    except Exception as error:  # a bad config.json, a failed download, weights that do not fit
+        raise UserError(f"--backbone {config.backbone}: cannot load the preset ({first_line(error)}).") from None
+    converter = None
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+    except Exception:  # the preset has no image_converter.json: pixels scaled to [0, 1]
+        converter = None
+    return backbone, converter
 
 
 # === Staged fine-tuning ===
