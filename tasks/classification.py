@@ -393,8 +393,7 @@ def serving(model, info):
         return tf.image.resize(images, (height, width), antialias=True)
 
     def decode(encoded):
-        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-        return resize(image[None])[0]
+        return resize(export.decode_image(encoded, channels)[None])[0]
 
     def from_bytes(image_bytes):
         images = tf.map_fn(

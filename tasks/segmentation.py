@@ -621,7 +621,7 @@ def serving(model, info):
     segment = segmenter(model, info)
 
     def decode(encoded):
-        return tf.io.decode_image(encoded, channels=channels, expand_animations=False)  # (H, W, C) uint8
+        return export.decode_image(encoded, channels)  # (H, W, C) uint8
 
     def from_bytes(image_bytes):
         sizes = tf.map_fn(lambda encoded: tf.shape(decode(encoded))[:2], image_bytes, fn_output_signature=tf.int32)

@@ -254,3 +254,20 @@ def test_graph_property_offers_no_tflite():
     module = importlib.import_module("tasks.graph_property")
     with pytest.raises(UserError, match="must be one of saved_model, onnx"):
         config_lib.build(module.Config, None, export_format="tflite")
+
+
+def test_a_greyscale_classifier_reads_bmp_like_png(tmp_path, monkeypatch):
+    """TensorFlow's BMP decoder refuses one channel; the serving decode goes through RGB instead."""
+    from PIL import Image
+
+    monkeypatch.setattr(export, "_fresh_process", reload_in_this_process)
+    path, _, _, _ = export_task("classification", "saved_model", tmp_path)  # the demo digits: 1 channel
+    grey = np.random.default_rng(0).integers(0, 256, size=(8, 8), dtype=np.uint8)
+    encoded = {}
+    for form in ("PNG", "BMP"):
+        buffer = io.BytesIO()
+        Image.fromarray(grey).convert("RGB" if form == "BMP" else "L").save(buffer, format=form)
+        encoded[form] = buffer.getvalue()
+    serve = export.load(path, quiet=True).signatures["serving_default"]
+    answers = {form: serve(image_bytes=tf.constant([data]))["probabilities"].numpy() for form, data in encoded.items()}
+    np.testing.assert_allclose(answers["BMP"], answers["PNG"], atol=1e-6)

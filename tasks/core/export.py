@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import io
 import json
 import os
 import pathlib
@@ -222,6 +223,35 @@ def on_image_files(signature, inputs):
         yield name, encoded, outputs
 
 
+def decode_image(encoded, channels):
+    """One encoded image (JPEG, PNG, GIF or BMP) → (H, W, channels) uint8, graph-safe. A greyscale
+    BMP goes through RGB (TensorFlow's BMP decoder gives 3 or 4 channels only), weighted as
+    `tf.image.rgb_to_grayscale` weighs them and rounded."""
+    if channels != 1:
+        return tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+
+    def from_bmp():
+        rgb = tf.cast(tf.io.decode_bmp(encoded, channels=3), tf.float32)
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(rgb)), tf.uint8)
+
+    def other():
+        return tf.io.decode_image(encoded, channels=1, expand_animations=False)
+
+    return tf.cond(tf.equal(tf.strings.substr(encoded, 0, 2), "BM"), from_bmp, other)
+
+
+def class_outputs(probabilities, names):
+    """A classifier's serving outputs from (B, C) probabilities and the (C,) class-name tensor:
+    `probabilities`, `class_id` (B,) int32, `label` (B,) string and `score` (B,) (the top probability)."""
+    class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "probabilities": probabilities,
+        "class_id": class_id,
+        "label": tf.gather(names, class_id),
+        "score": tf.reduce_max(probabilities, axis=-1),
+    }
+
+
 @dataclasses.dataclass
 class Network:
     """The Keras network an ONNX or TFLite file holds, and the fixed batch it is checked on.
@@ -248,18 +278,6 @@ def write(task, model, endpoints, assets, export_dir="saved_models", extra_forma
         task: str. The task name (the folder under `export_dir`).
         model: keras.Model. The model the endpoints call (its variables are tracked).
         endpoints: list of Endpoint. The first is `serving_default`.
-def class_outputs(probabilities, names):
-    """A classifier's serving outputs from (B, C) probabilities and the (C,) class-name tensor:
-    `probabilities`, `class_id` (B,) int32, `label` (B,) string and `score` (B,) (the top probability)."""
-    class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-    return {
-        "probabilities": probabilities,
-        "class_id": class_id,
-        "label": tf.gather(names, class_id),
-        "score": tf.reduce_max(probabilities, axis=-1),
-    }
-
-
         assets: dict. File name -> text written into `assets/`.
         export_dir: str. The export root. Defaults to "saved_models".
         extra_format: str. `onnx` or `tflite` also writes `model.onnx` / `model.tflite` of the
