@@ -80,9 +80,13 @@ def alexnet(
     x = conv_relu(x, 256, 3, name="conv5")
     x = max_pool(x, "pool5")  # 32 px -> (B, 4, 4, 256); 224 px -> (B, 7, 7, 256)
 
-    # Tiny inputs (e.g. 8x8 digits) reach pool5 smaller than the grid: pool to what is there.
+    # Tiny inputs (e.g. 8x8 digits) reach pool5 smaller than the grid: keep what is there (Keras
+    # 3.15's adaptive pooling to a side of 1 fails in graph mode, so no pooling layer at all).
     grid = (min(grid_size, x.shape[1]), min(grid_size, x.shape[2]))
-    x = layers.AdaptiveAveragePooling2D(grid, name="grid_pool")(x)  # (B, g, g, 256)
+    if grid == tuple(x.shape[1:3]):
+        x = layers.Identity(name="grid_pool")(x)  # (B, g, g, 256)
+    else:
+        x = layers.AdaptiveAveragePooling2D(grid, name="grid_pool")(x)  # (B, g, g, 256)
     x = layers.Flatten(name="flatten")(x)  # (B, g*g*256)
     x = dense_relu(x, dense_units, name="fc6")
     if dropout_rate > 0:
