@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import pathlib
+import shutil
 import time
 import types
 
@@ -104,6 +105,16 @@ def test_hub_preset_weights_load_into_the_backbone(preset):
     # The control: --weights none builds the preset's architecture with other (random) weights.
     scratch = finetune.image_classifier(classification.Config(backbone=f"hub:{preset}", weights="none"), (8, 8, 1), 10)
     assert not np.allclose(scratch.get_layer(backbones.BACKBONE).get_weights()[0], saved[0])
+
+
+def test_preset_without_converter_scales_pixels_to_unit_range(preset, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(preset, bare, ignore=shutil.ignore_patterns("image_converter.json"))
+    model = finetune.image_classifier(classification.Config(backbone=f"hub:{bare}"), (8, 8, 1), 10)
+    assert model.get_layer("preprocess_rescale").scale == pytest.approx(1 / 255)
+    # The control: the full preset brings its converter in place of that layer.
+    full = finetune.image_classifier(classification.Config(backbone=f"hub:{preset}"), (8, 8, 1), 10)
+    assert "preprocess_rescale" not in [layer.name for layer in full.layers]
 
 
 @pytest.mark.slow  # trains, evaluates and exports a KerasHub network: ~27 s with the keras_hub import

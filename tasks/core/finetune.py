@@ -237,7 +237,8 @@ def hub_preset(value, flag="--backbone"):
             raise UserError(f"{flag} {value}: no such preset directory; pass a directory written by save_to_preset.")
     host = HUB_HOSTS.get(scheme or "kaggle")
     if host is None:
-        raise UserError(f"{flag} {value}: unknown preset scheme {scheme}://; use kaggle://, hf:// or a directory.")
+        schemes = ", ".join(f"{name}://" for name in HUB_HOSTS)
+        raise UserError(f"{flag} {value}: unknown preset scheme {scheme}://; use {schemes}, a preset name or a directory.")
     if not can_download(host):
         raise UserError(
             f"{flag} {value}: cannot download the preset (no connection to {host[0]}); "
@@ -263,12 +264,15 @@ def hub_image_backbone(config):
         )
     except Exception as error:  # a bad config.json, a failed download, weights that do not fit
         raise UserError(f"--backbone {config.backbone}: cannot load the preset ({first_line(error)}).") from None
-    converter = None
+    local = pathlib.Path(preset).is_dir()
+    if local and not (pathlib.Path(preset) / "image_converter.json").is_file():
+        return backbone, None  # no converter saved: pixels scaled to [0, 1]
     try:
-        converter = keras_hub.layers.ImageConverter.from_preset(preset)
-    except Exception:  # the preset has no image_converter.json: pixels scaled to [0, 1]
-        converter = None
-    return backbone, converter
+        return backbone, keras_hub.layers.ImageConverter.from_preset(preset)
+    except Exception as error:
+        if not local:
+            return backbone, None  # a backbone-only preset
+        raise UserError(f"--backbone {config.backbone}: cannot load its image_converter.json ({first_line(error)}).") from None
 
 
 # === Staged fine-tuning ===
