@@ -30,7 +30,8 @@ CLASSIFIERS = [
 ]
 # The deepest members of each family (3-13 s each through the tests below on two cores) run in the
 # slow lane; a shallower member of every family keeps the contract in the fast lane.
-DEEP = {"densenet121", "densenet_bc100", "xception", "resnet34", "resnet50", "resnet50_v2", "resnet56", "resnet56_v2"}
+DEEP = {"densenet121", "densenet_bc100", "inception_v1", "xception", "resnet34", "resnet50", "resnet50_v2", "resnet56",
+        "resnet56_v2"}
 CLASSIFIER_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in DEEP else name for name in CLASSIFIERS]
 CONTRACT_ARGUMENTS = ["input_shape", "num_classes", "classifier_activation", "dropout_rate", "name"]
 NUM_CLASSES = 5

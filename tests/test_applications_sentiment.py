@@ -104,6 +104,7 @@ def test_masked_models_ignore_what_follows_the_padding(name):
     np.testing.assert_allclose(model(short, training=False).numpy(), before, atol=1e-5)
 
 
+@pytest.mark.slow  # a BERT masked-LM fit, 4 s on two cores; tests/test_sentiment.py covers the path
 def test_masked_lm_trains_the_classifiers_own_encoder():
     keras.utils.set_random_seed(0)
     classifier = applications.get("bert_tiny")(VOCABULARY_SIZE, SEQUENCE_LENGTH, 2, **SMALL["bert_tiny"])

@@ -22,11 +22,14 @@ SMALL = {
     "gpt_mini": {"num_layers": 1, "embed_dim": 32, "num_heads": 4},
     "lstm_lm": {"num_layers": 2, "embed_dim": 16, "units": 32},
 }
+# The fast lane builds and fits the task's default (gpt); the others (2-5 s each on two cores) run in
+# the full suite, and every builder overfits a batch in tests/test_contract.py.
+SLOW = pytest.mark.slow
 CASES = [
     ("gpt", gpt, {}),
-    ("gpt", gpt, {"positions": "rotary"}),
-    ("gpt_mini", gpt, {}),
-    ("lstm_lm", lstm_lm, {}),
+    pytest.param("gpt", gpt, {"positions": "rotary"}, marks=SLOW),
+    pytest.param("gpt_mini", gpt, {}, marks=SLOW),
+    pytest.param("lstm_lm", lstm_lm, {}, marks=SLOW),
 ]
 
 

@@ -174,6 +174,7 @@ def _endpoints(model):
                             [np.ones((2, 3), np.float32)])]
 
 
+@pytest.mark.subprocess  # each export is reloaded in a fresh process
 def test_export_writes_next_version_with_assets(tmp_path):
     model = _tiny_model()
     first = export.write("toy", model, _endpoints(model), {"labels.txt": "a\nb\n"}, export_dir=tmp_path)
@@ -199,6 +200,7 @@ def test_export_failing_its_check_leaves_nothing(tmp_path, monkeypatch):
     assert list((tmp_path / "toy").iterdir()) == []
 
 
+@pytest.mark.subprocess  # the fresh-process reload is what is tested
 def test_export_check_catches_a_saved_model_that_answers_differently(tmp_path, monkeypatch):
     """The fresh-process reload comparison is live: a written variable that no longer matches the
     model (one kernel moved by 0.01 after the SavedModel is written, 0.03 on the example's

@@ -239,6 +239,7 @@ def test_converter_output_goes_to_the_runs_export_log_named_by_the_error(tmp_pat
     assert only_versions(tmp_path / "saved_models" / "anomaly_detection") == []
 
 
+@pytest.mark.slow  # a GPT conversion to ONNX, 8 s on two cores
 def test_gelu_converts_to_onnx_without_erfc(tmp_path):
     path, *_ = export_task("text_generation", "onnx", tmp_path)
     record = json.loads((path / "assets" / "check.json").read_text())["onnx"]

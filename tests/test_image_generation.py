@@ -249,6 +249,7 @@ def test_predict_bad_requests_are_one_line(gan, tmp_path, capsys, flags, words):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the second model family of the task (the GAN demo keeps the fast lane's proof), 7 s on two cores
 def test_vae_elbo_reconstructions_and_signatures(vae, tmp_path, capsys):
     result, baseline = vae.metrics["metrics"], vae.metrics["baseline"]
     assert result["negative_elbo"] == pytest.approx(result["reconstruction_nats"] + result["kl_nats"], rel=1e-5)

@@ -30,6 +30,11 @@ SIZE = 64  # the smallest side every head here reaches stride 32 at (FCN) with a
 # (task module, --model): both detection heads, both segmentation decoders.
 NETWORKS = [(detection, "yolo_v2"), (detection, "faster_rcnn"), (segmentation, "fcn8s"), (segmentation, "unet")]
 IDS = [model for _, model in NETWORKS]
+# Faster R-CNN's build (4 s on two cores) and the YOLO frozen-epoch pair run in the full suite; the
+# fast lane keeps the other heads and the U-Net pair.
+SLOW = pytest.mark.slow
+NETWORK_PARAMS = [pytest.param(*network, id=name, marks=[SLOW] if name == "faster_rcnn" else [])
+                  for network, name in zip(NETWORKS, IDS)]
 
 
 def small_info(module):
@@ -60,7 +65,7 @@ def leaf_layers(model):
 # === The file's weights ===
 
 
-@pytest.mark.parametrize("module, model", NETWORKS, ids=IDS)
+@pytest.mark.parametrize("module, model", NETWORK_PARAMS)
 def test_backbone_holds_the_weights_file(module, model):
     network, _ = build(module, model, str(PRETRAINED / V2_FILE))
     backbone = finetune.find_backbone(network)
@@ -92,7 +97,8 @@ def random_batch(module, rng):
 
 
 @pytest.mark.parametrize("freeze", [1, 0], ids=["frozen", "guard-unfrozen"])
-@pytest.mark.parametrize("module, model", [(detection, "yolo_v2"), (segmentation, "unet")], ids=["yolo_v2", "unet"])
+@pytest.mark.parametrize("module, model", [pytest.param(detection, "yolo_v2", id="yolo_v2", marks=SLOW),
+                                           pytest.param(segmentation, "unet", id="unet")])
 def test_a_frozen_epoch_leaves_the_backbone(module, model, freeze):
     """One epoch with --freeze-backbone-epochs 1: the backbone (its batch-norm statistics too) as
     loaded, the head trained. The guard: with 0 the same epoch changes the backbone. (MobileNet v1:
