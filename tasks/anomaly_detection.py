@@ -70,6 +70,7 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import float32_only
 from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
@@ -90,6 +91,7 @@ FUSIONS = ("mean", "max")  # row-wise rules combining the detectors' scores (`fu
 class Config(TrainConfig):
     epochs: int = option(10, "Passes over the training windows.", minimum=1)
     batch_size: int = option(64, "Global batch size of training windows.", minimum=1)
+    precision: str = float32_only()  # bfloat16 forecasts move the anomaly scores by 0.04
     model: str = model_option("conv_forecaster", KIND)
     labels: str = option("", "A windows JSON (NAB combined_windows.json format); default: labels/ of a NAB folder.")
     files: str = option("", "Comma-separated keys or globs of the series to use, e.g. 'realKnownCause/*'.")

@@ -49,6 +49,7 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import float32_only
 from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
@@ -74,6 +75,7 @@ class Config(TrainConfig, finetune.BackboneConfig):
     learning_rate: float = option(2e-3, "Peak learning rate.", minimum=0.0)
     weight_decay: float = option(5e-4, "Decoupled weight decay (0: off).", minimum=0.0)
     warmup_epochs: float = option(1.0, "Linear warmup before the schedule.", minimum=0.0)
+    precision: str = float32_only()  # bfloat16 scores move boxes across NMS and the score threshold
     model: str = model_option("yolo_v2", KIND)
     backbone: str = finetune.backbone_option("darknet_tiny", "The feature extractor")
     image_size: int = option(

@@ -41,6 +41,7 @@ from tasks.core import plots
 from tasks.core import runner
 from tasks.core import training
 from tasks.core.config import TrainConfig
+from tasks.core.config import float32_only
 from tasks.core.config import model_option
 from tasks.core.config import option
 from tasks.core.errors import UserError
@@ -60,6 +61,7 @@ BUILDER_ARGUMENTS = ("width", "depth", "backbone")
 class Config(TrainConfig, finetune.BackboneConfig):
     batch_size: int = option(16, "Global batch size of training crops.", minimum=1)
     learning_rate: float = option(3e-3, "Peak learning rate.", minimum=0.0)
+    precision: str = float32_only()  # bfloat16 logits flip near-tie pixels of the class map
     model: str = model_option("unet", KIND)
     backbone: str = finetune.backbone_option("", "The encoder (empty: fcn* vgg16, unet its own)")
     width: int = option(16, "U-Net filters at the first level (doubled per level).", minimum=1)

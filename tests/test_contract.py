@@ -258,7 +258,7 @@ ONE_BATCH = {
     "series": series_batch,
     "graph": graph_batch,
 }
-# Deep networks: building them and a few eager steps take 6-10 s on two shared cores.
+# Deep networks: building them and their few eager steps take 3-8 s on two idle cores (the rest 3 s at most).
 OVERFIT_SLOW = {"densenet121", "densenet_bc100", "inception_v1", "resnet34", "resnet50", "resnet56", "resnet56_v2"}
 
 

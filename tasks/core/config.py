@@ -50,6 +50,13 @@ def model_option(default, kind, note=""):
                            f"{', '.join(applications.names(kinds))}{note}.")
 
 
+def float32_only():
+    """The `precision` field of a task whose export cannot take a bfloat16 network: float32 alone,
+    so `--precision mixed_bfloat16` is one line naming the choice there is."""
+    return option("float32", "Compute dtype policy: float32 only (the SavedModel of a bfloat16 network does "
+                             "not answer like it within the export check's tolerance).", choices=["float32"])
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """The fields every task shares: the algorithm, the run and the outputs."""
